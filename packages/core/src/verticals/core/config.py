@@ -1,0 +1,124 @@
+"""Training configuration: one frozen, validated object read from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HeadConfig(_Frozen):
+    """One label head on the shared encoder."""
+
+    column: str
+    labels: list[str] | None = None
+    """Allowed labels in order; inferred (sorted) from the data when omitted."""
+    multi_label: bool = False
+    """Several labels per text, separated by ``label_separator`` in the column."""
+    label_separator: str = "|"
+
+
+class DataConfig(_Frozen):
+    path: Path
+    text_column: str = "text"
+    """Classification: the text. Embedding: unused (see the two columns below)."""
+    query_column: str = "query"
+    positive_column: str = "positive"
+    encoding: str = "utf-8"
+    validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    split_seed: int = 42
+    max_rows: int | None = Field(None, gt=0)
+    """Take a seeded, stratified subset of this size first (for quick runs)."""
+
+
+class ModelConfig(_Frozen):
+    base: str = DEFAULT_BASE_MODEL
+    """A local path or a hub id; the packaged all-MiniLM-L6-v2 is used offline."""
+    max_length: int = Field(128, gt=0, le=512)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class LoraConfig(_Frozen):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["query", "key", "value", "dense"]
+
+
+class TrainingConfig(_Frozen):
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    patience: int = Field(2, ge=0)
+    """Stop after this many evaluations without improvement (0: never stop early)."""
+    eval_every_steps: int | None = Field(None, gt=0)
+    """Evaluate every N optimiser steps instead of once per epoch."""
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    temperature: float = Field(0.05, gt=0)
+    """Embedding task: softmax temperature of the in-batch-negatives loss."""
+
+
+class TrainConfig(_Frozen):
+    """Everything ``verticals train CONFIG`` needs."""
+
+    task: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """Registry name the trained model is filed under, e.g. ``news-sentiment-topic``."""
+    kind: Literal["classification", "embedding"] = "classification"
+    method: Literal["full", "lora"] = "full"
+    data: DataConfig
+    heads: dict[str, HeadConfig] = {}
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @model_validator(mode="after")
+    def _heads_match_kind(self) -> TrainConfig:
+        if self.kind == "classification" and not self.heads:
+            raise ValueError("a classification task needs at least one entry under 'heads'")
+        if self.kind == "embedding" and self.heads:
+            raise ValueError("an embedding task takes no 'heads'")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a config; relative data paths are resolved against the config's folder."""
+        path = Path(path)
+        try:
+            raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such config file") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = raw.get("data")
+        if isinstance(data, dict) and "path" in data:
+            data_path = Path(data["path"])
+            if not data_path.is_absolute() and not data_path.exists():
+                data["path"] = str(path.parent / data_path)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from exc
+
+
+class ConfigError(ValueError):
+    """A training config is missing, malformed or invalid; the message names the field."""

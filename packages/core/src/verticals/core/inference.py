@@ -1,0 +1,337 @@
+"""Batched, thread-safe inference that every service uses.
+
+``Predictor``: labels and probabilities per head, all heads in one forward pass.
+``Encoder``: L2-normalised vectors. Both run on a backend: torch (fp32, CPU or CUDA) or
+ONNX Runtime (the fast CPU form written by ``export_onnx``, optionally int8-quantised).
+Texts are sorted by length before batching so that padding stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from verticals.core.data import Head
+
+Form = Literal["torch", "onnx", "onnx-int8"]
+ONNX_FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+
+
+class Backend(Protocol):
+    """Runs one padded batch; returns one array per output (head name or ``embedding``)."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        ...
+
+
+class TorchBackend:
+    def __init__(self, model: Any, device: Any = None) -> None:
+        import torch
+
+        from verticals.core.modeling import pick_device
+
+        self.torch = torch
+        self.device = device or pick_device("auto")
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(
+                torch.from_numpy(input_ids).to(self.device),
+                torch.from_numpy(attention_mask).to(self.device),
+            )
+        if isinstance(out, dict):
+            return {k: v.float().cpu().numpy() for k, v in out.items()}
+        return {"embedding": out.float().cpu().numpy()}
+
+
+class OnnxBackend:
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+
+
+class _Batched:
+    """Tokenise, length-sort, batch, run, restore order. One lock makes it thread-safe."""
+
+    def __init__(self, backend: Backend, tokenizer: Any, max_length: int, batch_size: int) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def run(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        if not texts:
+            return {}
+        with self._lock:
+            encoded = self.tokenizer(
+                list(texts), truncation=True, max_length=self.max_length, padding=False
+            )["input_ids"]
+            order = np.argsort([len(ids) for ids in encoded], kind="stable")
+            pad = self.tokenizer.pad_token_id or 0
+            chunks: dict[str, list[np.ndarray]] = {}
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                ids = np.full((len(idx), width), pad, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for row, i in enumerate(idx):
+                    ids[row, : len(encoded[i])] = encoded[i]
+                    mask[row, : len(encoded[i])] = 1
+                for name, values in self.backend(ids, mask).items():
+                    chunks.setdefault(name, []).append(values)
+                if on_batch:
+                    on_batch(len(idx))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return {name: np.concatenate(parts)[inverse] for name, parts in chunks.items()}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _load(directory: Path, form: Form, device: Any) -> tuple[Backend, Any, dict[str, Any]]:
+    from verticals.core.modeling import load_tokenizer, resolve_base_model
+
+    card = json.loads((directory / "card.json").read_text())
+    if form == "torch":
+        from verticals.core.modeling import load_trained
+
+        model, tokenizer, card = load_trained(directory)
+        return TorchBackend(model, device), tokenizer, card
+    path = directory / "onnx" / ONNX_FILES[form]
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run `verticals models export {card['task']} {card['version']}`"
+        )
+    source = directory / "encoder" if (directory / "encoder").is_dir() else None
+    tokenizer = load_tokenizer(str(source) if source else resolve_base_model(card["base_model"]))
+    return OnnxBackend(path), tokenizer, card
+
+
+class Predictor:
+    """Labels and probabilities for every head of a classification model."""
+
+    def __init__(
+        self, backend: Backend, tokenizer: Any, heads: list[Head], max_length: int = 128,
+        batch_size: int = 64, card: dict[str, Any] | None = None,
+    ) -> None:
+        self.heads = heads
+        self.card = card or {}
+        self._batched = _Batched(backend, tokenizer, max_length, batch_size)
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | Path, form: Form = "torch", device: Any = None, batch_size: int = 64
+    ) -> Predictor:
+        backend, tokenizer, card = _load(Path(directory), form, device)
+        if card["kind"] != "classification":
+            raise ValueError(f"{directory} holds a {card['kind']} model, not a classifier")
+        heads = [Head.from_dict(h) for h in card["heads"]]
+        return cls(backend, tokenizer, heads, card["max_length"], batch_size, card)
+
+    @classmethod
+    def from_registry(
+        cls, task: str, version: int | None = None, form: Form = "torch",
+        registry: Any = None, **kwargs: Any,
+    ) -> Predictor:
+        from verticals.core.registry import ModelRegistry
+
+        registry = registry or ModelRegistry.default()
+        return cls.from_directory(registry.path(task, version), form, **kwargs)
+
+    @property
+    def version(self) -> str:
+        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}"
+
+    def predict_proba(
+        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per head, an array (n_texts, n_labels) of probabilities."""
+        logits = self._batched.run(texts, on_batch)
+        if not logits:
+            return {h.name: np.zeros((0, len(h.labels)), dtype=np.float32) for h in self.heads}
+        return {
+            h.name: (_sigmoid if h.multi_label else _softmax)(logits[h.name]) for h in self.heads
+        }
+
+    def predict(self, texts: Sequence[str], threshold: float = 0.5) -> list[dict[str, Any]]:
+        """Per text, per head: ``label`` (or ``labels`` when multi-label) and ``probabilities``."""
+        probs = self.predict_proba(texts)
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for head in self.heads:
+            for i, row in enumerate(probs[head.name]):
+                entry: dict[str, Any] = {
+                    "probabilities": {lab: round(float(p), 6) for lab, p in zip(head.labels, row, strict=True)}
+                }
+                if head.multi_label:
+                    entry["labels"] = [lab for lab, p in zip(head.labels, row, strict=True) if p >= threshold]
+                else:
+                    entry["label"] = head.labels[int(row.argmax())]
+                    entry["score"] = float(row.max())
+                results[i][head.name] = entry
+        return results
+
+    def predict_indices(self, texts: Sequence[str], threshold: float = 0.5) -> dict[str, list]:
+        """Per head, predicted label indices (lists of them for multi-label heads)."""
+        probs = self.predict_proba(texts)
+        out: dict[str, list] = {}
+        for head in self.heads:
+            p = probs[head.name]
+            out[head.name] = (
+                [np.flatnonzero(row >= threshold).tolist() for row in p]
+                if head.multi_label
+                else p.argmax(axis=1).tolist()
+            )
+        return out
+
+
+class Encoder:
+    """Unit-length text vectors from a trained embedding model or from a base model."""
+
+    def __init__(
+        self, backend: Backend, tokenizer: Any, max_length: int = 128, batch_size: int = 64,
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        self.card = card or {}
+        self._batched = _Batched(backend, tokenizer, max_length, batch_size)
+        self._dimension: int | None = None
+
+    @classmethod
+    def from_base(
+        cls, base: str | None = None, device: Any = None, max_length: int = 128,
+        batch_size: int = 64,
+    ) -> Encoder:
+        """The pretrained encoder, untouched (e.g. all-MiniLM-L6-v2 from its package)."""
+        from verticals.core.config import DEFAULT_BASE_MODEL
+        from verticals.core.modeling import (
+            build_text_encoder,
+            load_encoder,
+            load_tokenizer,
+            resolve_base_model,
+        )
+
+        base = base or DEFAULT_BASE_MODEL
+        model = build_text_encoder(load_encoder(base), normalize=True)
+        card = {"task": "base", "version": 0, "base_model": base, "kind": "embedding"}
+        return cls(
+            TorchBackend(model, device), load_tokenizer(resolve_base_model(base)),
+            max_length, batch_size, card,
+        )
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | Path, form: Form = "torch", device: Any = None, batch_size: int = 64
+    ) -> Encoder:
+        backend, tokenizer, card = _load(Path(directory), form, device)
+        if card["kind"] != "embedding":
+            raise ValueError(f"{directory} holds a {card['kind']} model, not an encoder")
+        return cls(backend, tokenizer, card["max_length"], batch_size, card)
+
+    @classmethod
+    def from_registry(
+        cls, task: str, version: int | None = None, form: Form = "torch",
+        registry: Any = None, fallback_to_base: bool = False, **kwargs: Any,
+    ) -> Encoder:
+        """The task's current model; with ``fallback_to_base``, the base model if none exists."""
+        from verticals.core.registry import ModelRegistry, RegistryError
+
+        registry = registry or ModelRegistry.default()
+        try:
+            path = registry.path(task, version)
+        except RegistryError:
+            if not fallback_to_base:
+                raise
+            return cls.from_base(**kwargs)
+        return cls.from_directory(path, form, **kwargs)
+
+    @property
+    def version(self) -> str:
+        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}"
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.encode(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def encode(
+        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        out = self._batched.run(texts, on_batch)
+        if not out:
+            return np.zeros((0, self._dimension or 0), dtype=np.float32)
+        vectors = out["embedding"].astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.clip(norms, 1e-12, None)
+
+
+def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
+    """Write the fast CPU form: ONNX (graph-optimised at load) and an int8 dynamic-quantised copy."""
+    import torch
+
+    from verticals.core.modeling import load_trained
+
+    directory = Path(directory)
+    model, tokenizer, card = load_trained(directory)
+    model = model.cpu().eval()
+    outputs = [h["name"] for h in card["heads"]] if card["kind"] == "classification" else ["embedding"]
+
+    class _Export(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            out = self.inner(input_ids, attention_mask)
+            return tuple(out[n] for n in outputs) if isinstance(out, dict) else out
+
+    sample = tokenizer(["a short sample", "and a somewhat longer sample sentence"], padding=True, return_tensors="pt")
+    target = directory / "onnx"
+    target.mkdir(exist_ok=True)
+    path = target / ONNX_FILES["onnx"]
+    dynamic = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    dynamic.update({name: {0: "batch"} for name in outputs})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Export(), (sample["input_ids"], sample["attention_mask"]), str(path),
+            input_names=["input_ids", "attention_mask"], output_names=outputs,
+            dynamic_axes=dynamic, opset_version=17, dynamo=False,
+        )
+    written = [path]
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8 = target / ONNX_FILES["onnx-int8"]
+        quantize_dynamic(str(path), str(int8), weight_type=QuantType.QInt8)
+        written.append(int8)
+    return written

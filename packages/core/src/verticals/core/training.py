@@ -1,0 +1,182 @@
+"""``verticals train CONFIG``: load and split data, fine-tune, evaluate on the held-out test
+split, and file the model with its card, test split and reports in the registry."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from verticals.core.config import TrainConfig
+from verticals.core.data import (
+    LabelledTexts,
+    TextPairs,
+    load_labelled,
+    load_pairs,
+    split_indices,
+    stratified_subset,
+)
+from verticals.core.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    task: str
+    version: int
+    path: Path
+    metrics: dict[str, float]
+    seconds: float
+    current: bool
+
+
+def load_dataset(config: TrainConfig) -> LabelledTexts | TextPairs:
+    d = config.data
+    if config.kind == "classification":
+        data: LabelledTexts | TextPairs = load_labelled(d.path, d.text_column, config.heads, d.encoding)
+    else:
+        data = load_pairs(d.path, d.query_column, d.positive_column, d.encoding)
+    if d.max_rows:
+        data = data.subset(stratified_subset(len(data), d.max_rows, d.split_seed, _strata(data)))
+    return data
+
+
+def _strata(data: LabelledTexts | TextPairs) -> list[object] | None:
+    if isinstance(data, LabelledTexts) and data.heads and not data.heads[0].multi_label:
+        return data.targets[data.heads[0].name]
+    return None
+
+
+def run_training(
+    config: TrainConfig,
+    registry: ModelRegistry | None = None,
+    show_progress: bool = True,
+    first_becomes_current: bool = True,
+) -> TrainOutcome:
+    import torch
+
+    from verticals.core import evaluation, modeling, trainer
+    from verticals.core.inference import Encoder, Predictor, TorchBackend
+
+    registry = registry or ModelRegistry.default()
+    data = load_dataset(config)
+    split = split_indices(
+        len(data), config.data.validation_fraction, config.data.test_fraction,
+        config.data.split_seed, _strata(data),
+    )
+    train, validation, test = (data.subset(s) for s in (split.train, split.validation, split.test))
+    if len(train) < 2:
+        raise ValueError(f"{config.data.path}: too few rows to train ({len(data)})")
+    validation = validation if len(validation) else train  # tiny data: validate on train
+
+    trainer.seed_everything(config.training.seed)
+    device = modeling.pick_device(config.training.device)
+    tokenizer = modeling.load_tokenizer(modeling.resolve_base_model(config.model.base))
+    encoder = modeling.load_encoder(config.model.base)
+    if config.method == "lora":
+        encoder = modeling.add_lora(encoder, config.lora)
+    t = config.training
+    n_batches = -(-len(train) // t.batch_size)
+    max_len = config.model.max_length
+
+    model: torch.nn.Module
+    if isinstance(data, LabelledTexts):
+        assert isinstance(train, LabelledTexts) and isinstance(validation, LabelledTexts)
+        model = modeling.build_classifier(encoder, data.heads, config.model.dropout).to(device)
+
+        def predictor() -> Predictor:
+            return Predictor(TorchBackend(model, device), tokenizer, data.heads, max_len)
+
+        def validate() -> float:
+            predicted = predictor().predict_indices(validation.texts)
+            reports = {
+                h.name: evaluation.classification_report(h, validation.targets[h.name], predicted[h.name])
+                for h in data.heads
+            }
+            return evaluation.summarize_heads(reports)["macro_f1"]
+
+        result = trainer.fit(
+            model, trainer.classification_loss(model, data.heads),
+            lambda rng: trainer.classification_batches(train, tokenizer, t.batch_size, max_len, device, rng),
+            n_batches, validate, t, list(model.heads.parameters()), show_progress,
+        )
+        test_set = test if len(test) else validation
+        predicted = predictor().predict_indices(test_set.texts)
+        reports = {
+            h.name: evaluation.classification_report(h, test_set.targets[h.name], predicted[h.name])
+            for h in data.heads
+        }
+        metrics = evaluation.summarize_heads(reports)
+        primary = "macro_f1"
+    else:
+        assert isinstance(train, TextPairs) and isinstance(validation, TextPairs)
+        model = modeling.build_text_encoder(encoder, normalize=True).to(device)
+
+        def encoder_now() -> Encoder:
+            return Encoder(TorchBackend(model, device), tokenizer, max_len)
+
+        def validate() -> float:
+            enc = encoder_now()
+            return evaluation.retrieval_metrics(enc.encode(validation.queries), enc.encode(validation.positives))["mrr"]
+
+        result = trainer.fit(
+            model, trainer.contrastive_loss(model, t.temperature),
+            lambda rng: trainer.pair_batches(train, tokenizer, t.batch_size, max_len, device, rng),
+            n_batches, validate, t, (), show_progress,
+        )
+        test_set = test if len(test) else validation
+        enc = encoder_now()
+        metrics = evaluation.retrieval_metrics(enc.encode(test_set.queries), enc.encode(test_set.positives))
+        reports = {"retrieval": metrics}
+        primary = "mrr"
+
+    staged = registry.staging_dir()
+    model = model.cpu()
+    modeling.save_trained(model, staged, config.method, config.model.base)
+    (staged / "test.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in test_set.to_records())
+    )
+    write_reports(staged / "reports", reports, result.history, config.task)
+    card: dict[str, Any] = {
+        "kind": config.kind,
+        "method": config.method,
+        "base_model": config.model.base,
+        "max_length": max_len,
+        "heads": [h.to_dict() for h in data.heads] if isinstance(data, LabelledTexts) else [],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "primary_metric": primary,
+        "metrics": metrics,
+        "data": {
+            "path": str(config.data.path),
+            "fingerprint": data.fingerprint(),
+            "test_fingerprint": test_set.fingerprint(),
+            "rows": len(data), "train": len(train), "validation": len(validation), "test": len(test),
+        },
+        "training": {
+            "seconds": round(result.seconds, 2), "steps": result.steps,
+            "best_validation": result.best_score, "stopped_early": result.stopped_early,
+            "history": result.history, "device": str(device),
+            "torch": torch.__version__, "python": platform.python_version(),
+        },
+        "config": json.loads(config.model_dump_json()),
+    }
+    version = registry.register(config.task, staged, card, first_becomes_current)
+    return TrainOutcome(
+        config.task, version, registry.path(config.task, version), metrics, result.seconds,
+        registry.current_version(config.task) == version,
+    )
+
+
+def write_reports(folder: Path, reports: dict[str, dict], history: list[dict], title: str) -> None:
+    """``metrics.json`` with every report, a confusion-matrix PNG per head, a training curve."""
+    from verticals.core.evaluation import plot_confusion_matrix, plot_training_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(reports, indent=2))
+    for name, report in reports.items():
+        if "confusion_matrix" in report:
+            plot_confusion_matrix(report, f"{title} · {name}", folder / f"confusion_{name}.png")
+    if history:
+        plot_training_curve(history, title, folder / "training_curve.png")

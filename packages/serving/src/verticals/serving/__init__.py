@@ -1,0 +1,3 @@
+"""What every service shares: settings base, app factory, auth, metrics, logging, database."""
+
+from __future__ import annotations
