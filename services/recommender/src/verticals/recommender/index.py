@@ -1,0 +1,118 @@
+"""Item vectors in memory and in FAISS, keyed by the items' integer keys.
+
+The FAISS index maps ids itself (``IndexIDMap2`` over a flat index, or an IVF index, which holds
+ids natively), so an update is ``remove_ids`` + ``add_with_ids`` and a delete is ``remove_ids``:
+no rebuild. The index is exact (inner product on unit vectors) up to ``exact_max`` items; once
+the catalog grows past it, an IVF index is trained once on the current vectors and replaces it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+
+class VectorTable:
+    """A growable (capacity, dim) float32 array indexed by item key, with a presence mask."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.data = np.zeros((1024, dim), dtype=np.float32)
+        self.present = np.zeros(1024, dtype=bool)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= len(self.data):
+            return
+        size = max(needed, 2 * len(self.data))
+        data = np.zeros((size, self.dim), dtype=np.float32)
+        data[: len(self.data)] = self.data
+        present = np.zeros(size, dtype=bool)
+        present[: len(self.present)] = self.present
+        self.data, self.present = data, present
+
+    def set(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if len(keys):
+            self._grow(int(keys.max()) + 1)
+            self.data[keys] = vectors
+            self.present[keys] = True
+
+    def remove(self, keys: np.ndarray) -> None:
+        keys = keys[keys < len(self.present)]
+        self.present[keys] = False
+        self.data[keys] = 0.0
+
+    def keys(self) -> np.ndarray:
+        return np.flatnonzero(self.present).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.present.sum())
+
+
+class VectorIndex:
+    """FAISS with id mapping; exact below ``exact_max`` items, IVF above."""
+
+    def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, threads: int = 1):
+        import faiss
+
+        self.faiss = faiss
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        self.dim = dim
+        self.exact_max = exact_max
+        self.nprobe = nprobe
+        self.table = VectorTable(dim)
+        self.index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.kind = "flat"
+        self.lock = threading.RLock()
+
+    def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.lock:
+            in_range = keys[keys < len(self.table.present)]
+            known = in_range[self.table.present[in_range]]
+            if len(known):
+                self.index.remove_ids(known)
+            self.table.set(keys, vectors)
+            if self.kind == "flat" and len(self.table) > self.exact_max:
+                self.rebuild(force_ivf=True)
+            else:
+                self.index.add_with_ids(vectors, keys)
+
+    def remove(self, keys: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        with self.lock:
+            self.index.remove_ids(keys)
+            self.table.remove(keys)
+
+    def rebuild(self, force_ivf: bool = False) -> None:
+        """Build the index from the table (at start, and once when the catalog outgrows flat)."""
+        faiss = self.faiss
+        with self.lock:
+            keys = self.table.keys()
+            vectors = self.table.data[keys]
+            if force_ivf or len(keys) > self.exact_max:
+                nlist = max(16, int(4 * math.sqrt(len(keys))))
+                quantizer = faiss.IndexFlatIP(self.dim)
+                index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+                sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 64]]
+                index.train(sample)
+                index.nprobe = self.nprobe
+                self.index, self.kind = index, "ivf"
+            else:
+                self.index, self.kind = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim)), "flat"
+            if len(keys):
+                self.index.add_with_ids(vectors, keys)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` keys and cosines for one query vector (missing slots dropped)."""
+        with self.lock:
+            scores, ids = self.index.search(np.asarray(query, np.float32).reshape(1, -1), k)
+        mask = ids[0] >= 0
+        return ids[0][mask], scores[0][mask]
+
+    def __len__(self) -> int:
+        return len(self.table)

@@ -1,0 +1,303 @@
+"""The recommender engine: catalog, events and recommendations over the store, the FAISS index
+and the interaction model. No web framework in here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from verticals.recommender.catalog import Filters, ItemMeta
+from verticals.recommender.index import VectorIndex
+from verticals.recommender.model import InteractionModel
+from verticals.recommender.schemas import EventIn, ItemIn
+from verticals.recommender.scoring import Ranked, recommend_for_user, similar_items
+from verticals.recommender.settings import RecommenderSettings, ScorerWeights
+from verticals.recommender.store import Store, row_to_dict
+
+log = logging.getLogger("verticals.recommender")
+ENCODE_BATCH = 512
+
+
+class RecommenderError(ValueError):
+    """Bad input; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_encoder(settings: RecommenderSettings) -> Any:
+    from verticals.core.inference import Encoder
+
+    return Encoder.from_registry(settings.encoder_task, fallback_to_base=True)
+
+
+def assign_variant(user_id: str, share_b: float, salt: str) -> str:
+    """A stable A/B assignment from a hash of the user id."""
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    return "B" if int.from_bytes(digest[:4], "big") / 2**32 < share_b else "A"
+
+
+class Recommender:
+    def __init__(
+        self,
+        settings: RecommenderSettings,
+        encoder: Any = None,
+        encoder_factory: Callable[[RecommenderSettings], Any] = load_encoder,
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder if encoder is not None else encoder_factory(settings)
+        self.store = Store(settings.sqlalchemy_url("recommender"))
+        dim = self.encoder.dimension
+        self.index = VectorIndex(
+            dim, settings.exact_index_max_items, settings.ivf_nprobe, settings.faiss_threads
+        )
+        self.meta = ItemMeta()
+        self.model = self._new_model()
+        self.lock = threading.RLock()
+        self.load()
+
+    def _new_model(self) -> InteractionModel:
+        s = self.settings
+        return InteractionModel(
+            self.index.table,
+            s.event_weights,
+            s.user_half_life_hours,
+            s.popularity_half_life_hours,
+            s.cooccurrence_window,
+        )
+
+    @property
+    def model_version(self) -> str:
+        return str(self.encoder.version)
+
+    # ---- start ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the index and the interaction model from the database (no re-encoding,
+        unless the stored vectors come from another encoder version)."""
+        started = time.perf_counter()
+        stale: list[int] = []
+        for rows in self.store.iter_items():
+            keys = np.array([r[0] for r in rows], dtype=np.int64)
+            vectors = np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows])
+            self.index.table.set(keys, vectors)
+            for key, item_id, title, category, price, in_stock, _, version in rows:
+                self.meta.set(key, item_id, title, category, price, in_stock)
+                if version != self.model_version:
+                    stale.append(key)
+        if stale:
+            self._reencode(stale)
+        self.index.rebuild()
+        for events in self.store.iter_events():
+            for user_id, item_id, event_type, ts in events:
+                key = self.meta.key_of.get(item_id)
+                if key is not None:
+                    self.model.ingest(user_id, key, event_type, ts)
+        log.info(
+            "loaded",
+            extra={
+                "fields": {
+                    "items": len(self.index),
+                    "users": len(self.model.users),
+                    "index": self.index.kind,
+                    "reencoded": len(stale),
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            },
+        )
+
+    def _reencode(self, keys: list[int]) -> None:
+        log.info("re-encoding %d items for encoder %s", len(keys), self.model_version)
+        with self.store.session() as session:
+            texts = dict(self.store.item_texts(session))
+        for start in range(0, len(keys), ENCODE_BATCH):
+            chunk = keys[start : start + ENCODE_BATCH]
+            vectors = self.encoder.encode([ItemIn(**_item_fields(texts[k])).text() for k in chunk])
+            with self.store.session() as session:
+                self.store.set_vectors(session, chunk, vectors, self.model_version)
+            self.index.table.set(np.array(chunk, dtype=np.int64), vectors)
+
+    # ---- catalog -------------------------------------------------------------------------
+
+    def upsert_items(self, items: Sequence[ItemIn]) -> tuple[int, int]:
+        """Encode and store; returns (created, updated). Duplicate ids reject the whole batch."""
+        if len(items) > self.settings.max_batch:
+            raise RecommenderError(
+                f"batch of {len(items)} items is over the limit of {self.settings.max_batch}", 413
+            )
+        dupes = [i for i, n in Counter(it.id for it in items).items() if n > 1]
+        if dupes:
+            raise RecommenderError(f"duplicate item id(s) in the batch: {', '.join(dupes[:10])}")
+        vectors = self.encoder.encode([it.text() for it in items]) if items else None
+        if vectors is None:
+            return 0, 0
+        payload = [it.model_dump() for it in items]
+        with self.lock:
+            with self.store.session() as session:
+                keys, created = self.store.upsert_items(
+                    session, payload, vectors, self.model_version
+                )
+            key_array = np.array([keys[it.id] for it in items], dtype=np.int64)
+            self.index.upsert(key_array, vectors)
+            for it, key in zip(items, key_array, strict=True):
+                self.meta.set(int(key), it.id, it.title, it.category, it.price, it.in_stock)
+        return created, len(items) - created
+
+    def delete_items(self, item_ids: Sequence[str]) -> tuple[int, list[str]]:
+        with self.lock:
+            keys = {i: self.meta.key_of[i] for i in item_ids if i in self.meta.key_of}
+            missing = [i for i in item_ids if i not in keys]
+            if keys:
+                with self.store.session() as session:
+                    self.store.delete_items(session, keys.values())
+                self.index.remove(np.array(list(keys.values()), dtype=np.int64))
+                for key in keys.values():
+                    self.meta.remove(key)
+                self.model.forget_items(keys.values())
+        return len(keys), missing
+
+    def get_item(self, item_id: str) -> dict[str, Any]:
+        with self.store.session() as session:
+            row = self.store.get_item(session, item_id)
+            if row is None:
+                raise RecommenderError(f"unknown item '{item_id}'", 404)
+            return row_to_dict(row)
+
+    def list_items(self, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        with self.store.session() as session:
+            rows = self.store.list_items(session, offset, limit)
+            return self.store.count_items(session), [row_to_dict(r) for r in rows]
+
+    # ---- events --------------------------------------------------------------------------
+
+    def ingest_events(self, events: Sequence[EventIn]) -> int:
+        """Store and apply events; an unknown item rejects the whole batch (nothing stored)."""
+        if len(events) > self.settings.max_batch:
+            raise RecommenderError(
+                f"batch of {len(events)} events is over the limit of {self.settings.max_batch}", 413
+            )
+        now = datetime.now(UTC).timestamp()
+        with self.lock:
+            unknown = sorted({e.item_id for e in events if e.item_id not in self.meta.key_of})
+            if unknown:
+                raise RecommenderError(f"unknown item id(s): {', '.join(unknown[:10])}", 404)
+            rows: list[dict[str, Any]] = [
+                {
+                    "user_id": e.user_id,
+                    "item_id": e.item_id,
+                    "type": e.type,
+                    "ts": e.timestamp.timestamp() if e.timestamp else now,
+                }
+                for e in events
+            ]
+            with self.store.session() as session:
+                self.store.add_events(session, rows)
+            for row in sorted(rows, key=lambda r: r["ts"]):
+                self.model.ingest(
+                    row["user_id"], self.meta.key_of[row["item_id"]], row["type"], row["ts"]
+                )
+        return len(rows)
+
+    # ---- recommendations -----------------------------------------------------------------
+
+    def variant(self, user_id: str) -> tuple[str, ScorerWeights]:
+        s = self.settings
+        name = assign_variant(user_id, s.variant_b_share, s.ab_salt)
+        return name, s.variant_b if name == "B" else s.variant_a
+
+    def filters(
+        self,
+        categories: Sequence[str] = (),
+        min_price: float | None = None,
+        max_price: float | None = None,
+        in_stock_only: bool = True,
+        exclude_seen: bool | None = None,
+    ) -> Filters:
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise RecommenderError(f"min_price {min_price} is above max_price {max_price}")
+        return Filters(
+            frozenset(c for c in categories if c),
+            min_price,
+            max_price,
+            in_stock_only,
+            self.settings.exclude_seen if exclude_seen is None else exclude_seen,
+            self.settings.exclude_purchased,
+        )
+
+    def recommend(
+        self, user_id: str, k: int, filters: Filters, query: str | None = None
+    ) -> tuple[str, Ranked]:
+        self._check_k(k)
+        name, weights = self.variant(user_id)
+        query_vector = self.encoder.encode([query])[0] if query else None
+        with self.lock:
+            ranked = recommend_for_user(
+                self.model,
+                self.index,
+                self.meta,
+                self.model.users.get(user_id),
+                weights,
+                filters,
+                k,
+                self.settings.candidates,
+                query_vector,
+            )
+        return name, ranked
+
+    def similar(self, item_id: str, k: int, filters: Filters) -> Ranked:
+        self._check_k(k)
+        with self.lock:
+            key = self.meta.key_of.get(item_id)
+            if key is None:
+                raise RecommenderError(f"unknown item '{item_id}'", 404)
+            return similar_items(
+                self.model,
+                self.index,
+                self.meta,
+                key,
+                self.settings.variant_a,
+                filters,
+                k,
+                self.settings.candidates,
+            )
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.settings.max_k:
+            raise RecommenderError(f"k must be between 1 and {self.settings.max_k}, got {k}")
+
+    def describe(self, ranked: Ranked) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": self.meta.ids[k],
+                "title": self.meta.titles[k],
+                "category": self.meta.categories[k],
+                "price": None if np.isnan(self.meta.price[k]) else float(self.meta.price[k]),
+                "in_stock": bool(self.meta.in_stock[k]),
+                "score": round(float(s), 6),
+            }
+            for k, s in zip(ranked.keys.tolist(), ranked.scores.tolist(), strict=True)
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "items": len(self.index),
+            "users": len(self.model.users),
+            "index": self.index.kind,
+            "model_version": self.model_version,
+        }
+
+    def close(self) -> None:
+        self.store.db.dispose()
+
+
+def _item_fields(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != "updated_at"}

@@ -1,0 +1,193 @@
+"""Candidates, blending, filters and MMR: the ranking shared by the API and the evaluation.
+
+A score is ``w_text * cosine(user or query, item) + w_pop * popularity + w_co * co-occurrence``,
+each signal scaled to [0, 1]. Candidates come from FAISS (the user vector), the co-occurrence
+neighbours of the user's recent items and the most popular items; filters narrow them; MMR
+re-ranks the best for diversity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from verticals.recommender.catalog import Filters, ItemMeta
+from verticals.recommender.index import VectorIndex
+from verticals.recommender.model import InteractionModel, UserState
+from verticals.recommender.settings import ScorerWeights
+
+EXHAUSTIVE_BELOW = 20_000
+"""When filters leave at most this many items, score all of them instead of sampling candidates."""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    keys: np.ndarray
+    scores: np.ndarray
+    strategy: str
+
+
+def blend(
+    model: InteractionModel,
+    keys: np.ndarray,
+    weights: ScorerWeights,
+    text_vector: np.ndarray | None,
+    cooc: dict[int, float],
+) -> np.ndarray:
+    """The blended score of ``keys``."""
+    score = np.zeros(len(keys), dtype=np.float32)
+    if text_vector is not None and weights.text:
+        sims = model.vectors.data[keys] @ text_vector
+        score += weights.text * np.clip(sims, 0.0, None)
+    if weights.popularity:
+        score += weights.popularity * model.popularity_of(keys)
+    if cooc and weights.cooccurrence:
+        values = np.fromiter((cooc.get(int(k), 0.0) for k in keys), np.float32, len(keys))
+        top = float(max(cooc.values()))
+        if top > 0:
+            score += weights.cooccurrence * values / top
+    return score
+
+
+def mmr(
+    vectors: np.ndarray, keys: np.ndarray, scores: np.ndarray, k: int, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal marginal relevance over ``keys`` (already sorted by score, best first)."""
+    if lam >= 1.0 or len(keys) <= 1:
+        return keys[:k], scores[:k]
+    pool = min(len(keys), max(5 * k, 50))
+    keys, scores = keys[:pool], scores[:pool]
+    vecs = vectors[keys]
+    span = float(scores.max() - scores.min()) or 1.0
+    relevance = (scores - scores.min()) / span
+    chosen = [0]
+    max_sim = vecs @ vecs[0]
+    available = np.ones(pool, dtype=bool)
+    available[0] = False
+    while len(chosen) < min(k, pool):
+        value = lam * relevance - (1 - lam) * max_sim
+        value[~available] = -np.inf
+        best = int(np.argmax(value))
+        chosen.append(best)
+        available[best] = False
+        max_sim = np.maximum(max_sim, vecs @ vecs[best])
+    idx = np.array(chosen)
+    return keys[idx], scores[idx]
+
+
+def _rank(
+    model: InteractionModel,
+    meta: ItemMeta,
+    candidates: np.ndarray,
+    weights: ScorerWeights,
+    text_vector: np.ndarray | None,
+    cooc: dict[int, float],
+    filters: Filters,
+    excluded: set[int],
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    candidates = np.unique(candidates.astype(np.int64))
+    candidates = candidates[meta.mask(candidates, filters)]
+    if excluded and len(candidates):
+        candidates = candidates[~np.isin(candidates, np.fromiter(excluded, np.int64))]
+    if not len(candidates):
+        return candidates, np.zeros(0, dtype=np.float32)
+    scores = blend(model, candidates, weights, text_vector, cooc)
+    order = np.argsort(-scores, kind="stable")
+    return mmr(model.vectors.data, candidates[order], scores[order], k, weights.mmr_lambda)
+
+
+def _candidates(
+    model: InteractionModel,
+    index: VectorIndex,
+    meta: ItemMeta,
+    text_vector: np.ndarray | None,
+    cooc: dict[int, float],
+    filters: Filters,
+    n: int,
+) -> np.ndarray:
+    if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
+        keys = meta.all_keys()
+        return keys[meta.mask(keys, filters)]
+    parts = [model.top_popular(n)]
+    if text_vector is not None:
+        parts.append(index.search(text_vector, n)[0])
+    if cooc:
+        top = sorted(cooc, key=cooc.__getitem__, reverse=True)[:n]
+        parts.append(np.array(top, dtype=np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def recommend_for_user(
+    model: InteractionModel,
+    index: VectorIndex,
+    meta: ItemMeta,
+    user: UserState | None,
+    weights: ScorerWeights,
+    filters: Filters,
+    k: int,
+    n_candidates: int,
+    query_vector: np.ndarray | None = None,
+) -> Ranked:
+    """Personal ranking; a user without history gets query matches or popular/trending items."""
+    user_vector = user.vector() if user else None
+    if user_vector is None:
+        if query_vector is not None:
+            cold = ScorerWeights(
+                text=1.0, popularity=0.1, cooccurrence=0.0, mmr_lambda=weights.mmr_lambda
+            )
+            cands = _candidates(model, index, meta, query_vector, {}, filters, n_candidates)
+            keys, scores = _rank(model, meta, cands, cold, query_vector, {}, filters, set(), k)
+            return Ranked(keys, scores, "cold_start_query")
+        cold = ScorerWeights(text=0.0, popularity=1.0, cooccurrence=0.0, mmr_lambda=1.0)
+        cands = _candidates(model, index, meta, None, {}, filters, max(n_candidates, k))
+        keys, scores = _rank(model, meta, cands, cold, None, {}, filters, set(), k)
+        return Ranked(keys, scores, "cold_start_popular")
+    assert user is not None
+    text_vector = user_vector
+    if query_vector is not None:
+        text_vector = user_vector + query_vector
+        text_vector = (text_vector / max(float(np.linalg.norm(text_vector)), 1e-9)).astype(
+            np.float32
+        )
+    cooc = model.cooccurring(model.user_seeds(user))
+    excluded: set[int] = set()
+    if filters.exclude_seen:
+        excluded |= user.seen
+    if filters.exclude_purchased:
+        excluded |= user.purchased
+    cands = _candidates(model, index, meta, text_vector, cooc, filters, n_candidates)
+    keys, scores = _rank(model, meta, cands, weights, text_vector, cooc, filters, excluded, k)
+    return Ranked(keys, scores, "personal")
+
+
+def similar_items(
+    model: InteractionModel,
+    index: VectorIndex,
+    meta: ItemMeta,
+    key: int,
+    weights: ScorerWeights,
+    filters: Filters,
+    k: int,
+    n_candidates: int,
+) -> Ranked:
+    """Items like ``key``: its text neighbours blended with its co-occurrence neighbours."""
+    vector = model.vectors.data[key]
+    cooc = model.cooccurring([key])
+    cands = _candidates(model, index, meta, vector, cooc, filters, n_candidates)
+    text_weight = max(weights.text, 0.5)
+    blend_weights = weights.model_copy(
+        update={"text": text_weight, "popularity": weights.popularity / 4}
+    )
+    keys, scores = _rank(model, meta, cands, blend_weights, vector, cooc, filters, {key}, k)
+    return Ranked(keys, scores, "similar")
+
+
+def full_scores(
+    model: InteractionModel, user: UserState, weights: ScorerWeights, n_items: int
+) -> np.ndarray:
+    """Scores of every item 0..n_items-1 (the offline evaluation's full ranking)."""
+    keys = np.arange(n_items, dtype=np.int64)
+    cooc = model.cooccurring(model.user_seeds(user)) if weights.cooccurrence else {}
+    return blend(model, keys, weights, user.vector() if weights.text else None, cooc)

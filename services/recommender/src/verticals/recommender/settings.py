@@ -1,0 +1,64 @@
+"""The recommender's one settings object (environment prefix ``VERTICALS_RECOMMENDER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from verticals.serving.settings import ServiceSettings
+
+SHARED_DIR = Path(__file__).resolve().parents[5] / "shared" / "recommender"
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
+
+
+class ScorerWeights(BaseModel):
+    """How one scorer blends its signals (each signal is scaled to [0, 1] first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: float = Field(0.3, ge=0)
+    """Cosine of the user vector (or query vector) and the item vector."""
+    popularity: float = Field(0.2, ge=0)
+    cooccurrence: float = Field(1.0, ge=0)
+    """Item-to-item co-occurrence with the user's recent items."""
+    mmr_lambda: float = Field(0.9, ge=0, le=1)
+    """MMR re-ranking: 1 keeps relevance order, lower values trade relevance for diversity."""
+
+
+class RecommenderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VERTICALS_RECOMMENDER_", frozen=True, extra="ignore", env_nested_delimiter="__"
+    )
+
+    port: int = 8003
+    encoder_task: str = "recommender-encoder"
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+    )
+    """Weight of each event type in user vectors, popularity and co-occurrence."""
+    user_half_life_hours: float = Field(72.0, ge=0)
+    """Recency decay of a user's vector; 0 switches decay off."""
+    popularity_half_life_hours: float = Field(168.0, ge=0)
+    """Trending: decay of the popularity counts; 0 means all-time counts."""
+    cooccurrence_window: int = Field(10, gt=0)
+    """An item co-occurs with the user's last N distinct items."""
+    exact_index_max_items: int = Field(20_000, gt=0)
+    """Exact (flat) FAISS index up to this many items, IVF above."""
+    ivf_nprobe: int = Field(16, gt=0)
+    faiss_threads: int = Field(1, ge=0)
+    candidates: int = Field(200, gt=0)
+    """Candidates taken from each source (FAISS, co-occurrence, popularity) before blending."""
+    max_batch: int = Field(1000, gt=0)
+    """Largest number of items or events accepted in one request."""
+    max_k: int = Field(100, gt=0)
+    exclude_purchased: bool = True
+    exclude_seen: bool = False
+    variant_a: ScorerWeights = ScorerWeights()
+    variant_b: ScorerWeights = ScorerWeights(text=1.0, popularity=0.1, cooccurrence=0.0)
+    variant_b_share: float = Field(0.5, ge=0, le=1)
+    """Share of users (by a hash of their id) served by variant B; 0 switches the test off."""
+    ab_salt: str = "ab-1"
+    sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"
+    """Loaded by ``verticals recommend up`` when the catalog is empty."""
