@@ -15,7 +15,9 @@ import typer
 
 app = typer.Typer(
     help="verticals: fine-tune small transformers on your own data and serve them.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 models = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help=True)
 app.add_typer(models, name="models")
@@ -56,7 +58,9 @@ def _registry() -> Any:
 @user_errors
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
-    promote: Annotated[bool, typer.Option(help="Promote the new version if it is not worse.")] = False,
+    promote: Annotated[
+        bool, typer.Option(help="Promote the new version if it is not worse.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune a model from a config and file it in the registry."""
@@ -77,9 +81,13 @@ def train(
 def evaluate(
     task: Annotated[str, typer.Argument(help="Registry task name.")],
     version: Annotated[int | None, typer.Option(help="Version (default: current).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Labelled file (default: the model's test split).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled file (default: the model's test split).")
+    ] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
-    column: Annotated[list[str] | None, typer.Option(help="HEAD=COLUMN mapping; repeatable.")] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="HEAD=COLUMN mapping; repeatable.")
+    ] = None,
     form: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
     out: Annotated[Path | None, typer.Option(help="Folder for the report JSON and plots.")] = None,
 ) -> None:
@@ -100,7 +108,9 @@ def evaluate(
 @user_errors
 def predict(
     task: Annotated[str, typer.Argument(help="Registry task name.")],
-    input: Annotated[str, typer.Option("--input", "-i", help="Text file or JSONL ('-' for stdin).")] = "-",
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="Text file or JSONL ('-' for stdin).")
+    ] = "-",
     version: Annotated[int | None, typer.Option(help="Version (default: current).")] = None,
     form: Annotated[str, typer.Option(help="torch, onnx or onnx-int8.")] = "torch",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
@@ -145,7 +155,8 @@ def list_models(task: Annotated[str | None, typer.Argument()] = None) -> None:
         mark = "*" if card["current"] else " "
         metric = card["primary_metric"]
         typer.echo(
-            f"{mark} {card['task']:<28} v{card['version']:<4} {card['kind']:<14} {card['method']:<5} "
+            f"{mark} {card['task']:<28} v{card['version']:<4} {card['kind']:<14} "
+            f"{card['method']:<5} "
             f"{metric}={card['metrics'].get(metric, float('nan')):.4f}  {card['created_at']}"
         )
 
@@ -160,7 +171,8 @@ def show(task: str, version: Annotated[int | None, typer.Argument()] = None) -> 
 @models.command()
 @user_errors
 def promote(
-    task: str, version: int,
+    task: str,
+    version: int,
     force: Annotated[bool, typer.Option(help="Promote even if it scores worse.")] = False,
 ) -> None:
     """Make a version current unless it scores worse than the current one on the same test set."""
@@ -219,3 +231,7 @@ def _add_plugins() -> None:
 def main() -> None:
     _add_plugins()
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,9 @@ class HeadConfig(_Frozen):
     multi_label: bool = False
     """Several labels per text, separated by ``label_separator`` in the column."""
     label_separator: str = "|"
+    allow_missing: bool = False
+    """Rows without a label for this head still train the other heads (joint training on data
+    sets labelled for different heads); they are left out of this head's loss and metrics."""
 
 
 class DataConfig(_Frozen):

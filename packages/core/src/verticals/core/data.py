@@ -17,6 +17,8 @@ import pandas as pd
 from verticals.core.config import HeadConfig
 
 MAX_REPORTED_ERRORS = 10
+MISSING = -1
+"""Target of a multi-class head for a row that has no label for it (``allow_missing``)."""
 
 
 class DataError(ValueError):
@@ -69,9 +71,10 @@ class LabelledTexts:
             row: dict[str, object] = {"text": text}
             for head in self.heads:
                 value = self.targets[head.name][i]
-                row[head.name] = (
-                    [head.labels[j] for j in value] if head.multi_label else head.labels[value]
-                )
+                if head.multi_label:
+                    row[head.name] = [head.labels[j] for j in value]
+                else:
+                    row[head.name] = head.labels[value] if value != MISSING else ""
             rows.append(row)
         return rows
 
@@ -93,7 +96,9 @@ class TextPairs:
         return fingerprint_rows(zip(self.queries, self.positives, strict=True))
 
     def to_records(self) -> list[dict[str, object]]:
-        return [{"query": q, "positive": p} for q, p in zip(self.queries, self.positives, strict=True)]
+        return [
+            {"query": q, "positive": p} for q, p in zip(self.queries, self.positives, strict=True)
+        ]
 
 
 def fingerprint_rows(rows: object) -> str:
@@ -113,7 +118,10 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     try:
         if suffix in {".csv", ".tsv"}:
             frame = pd.read_csv(
-                path, sep="\t" if suffix == ".tsv" else ",", encoding=encoding, dtype=str,
+                path,
+                sep="\t" if suffix == ".tsv" else ",",
+                encoding=encoding,
+                dtype=str,
                 keep_default_na=False,
             )
         elif suffix in {".jsonl", ".ndjson", ".json"}:
@@ -210,7 +218,7 @@ def load_labelled(
             allowed = sorted({label for labels in split for label in labels})
         allowed_set = set(allowed)
         for row, labels in enumerate(split, start=1):
-            if not labels and not spec.multi_label:
+            if not labels and not spec.multi_label and not spec.allow_missing:
                 errors.append(f"row {row}: missing label in column '{spec.column}'")
             for label in labels:
                 if label not in allowed_set:
@@ -227,7 +235,7 @@ def load_labelled(
         targets[head.name] = (
             [sorted(index[x] for x in labels) for labels in split]
             if head.multi_label
-            else [index[labels[0]] for labels in split]
+            else [index[labels[0]] if labels else MISSING for labels in split]
         )
     return LabelledTexts(texts, targets, resolved)
 

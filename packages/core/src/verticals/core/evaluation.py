@@ -29,6 +29,8 @@ def classification_report(head: Head, y_true: Sequence[Any], y_pred: Sequence[An
         matrix = None
     else:
         true, pred = np.asarray(y_true), np.asarray(y_pred)
+        labelled = true >= 0  # rows without a label for this head (allow_missing) are skipped
+        true, pred = true[labelled], pred[labelled]
         accuracy = float(accuracy_score(true, pred))
         matrix = confusion_matrix(true, pred, labels=list(range(n))).tolist()
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -44,15 +46,13 @@ def classification_report(head: Head, y_true: Sequence[Any], y_pred: Sequence[An
         for i, label in enumerate(head.labels)
     }
     present = [i for i in range(n) if support[i] > 0] or list(range(n))
-    macro_f1 = float(
-        f1_score(true, pred, labels=present, average="macro", zero_division=0)
-    )
+    macro_f1 = float(f1_score(true, pred, labels=present, average="macro", zero_division=0))
     report: dict[str, Any] = {
         "macro_f1": macro_f1,
         "accuracy": accuracy,
         "per_class": per_class,
         "labels": list(head.labels),
-        "n": len(y_true),
+        "n": len(true),
     }
     if matrix is not None:
         report["confusion_matrix"] = matrix
@@ -98,8 +98,13 @@ def plot_confusion_matrix(report: dict, title: str, path: Path) -> Path:
     for i in range(len(labels)):
         for j in range(len(labels)):
             ax.text(
-                j, i, int(matrix[i, j]), ha="center", va="center",
-                color="white" if norm[i, j] > 0.5 else "black", fontsize=8,
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
             )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of true class")
     fig.tight_layout()
@@ -135,7 +140,9 @@ def plot_training_curve(history: list[dict], title: str, path: Path) -> Path:
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("train loss", color="tab:red")
     other = ax.twinx()
-    other.plot(steps, [h["validation"] for h in history], "s-", color="tab:blue", label="validation")
+    other.plot(
+        steps, [h["validation"] for h in history], "s-", color="tab:blue", label="validation"
+    )
     other.set_ylabel("validation score", color="tab:blue")
     ax.set_title(title)
     fig.tight_layout()
@@ -173,7 +180,9 @@ def evaluate_directory(
         return {"metrics": metrics, "reports": {"retrieval": metrics}}
     heads = [Head.from_dict(h) for h in card["heads"]]
     specs = {
-        h.name: HeadConfig(column=columns.get(h.name, h.name), multi_label=h.multi_label)
+        h.name: HeadConfig(
+            column=columns.get(h.name, h.name), multi_label=h.multi_label, allow_missing=True
+        )
         for h in heads
     }
     data = load_labelled(data_path, text_column, specs, encoding, fixed_heads=heads)

@@ -25,8 +25,9 @@ ONNX_FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model.int8.onn
 class Backend(Protocol):
     """Runs one padded batch; returns one array per output (head name or ``embedding``)."""
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-        ...
+    def __call__(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> dict[str, np.ndarray]: ...
 
 
 class TorchBackend:
@@ -59,13 +60,14 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        feeds = {
+            "input_ids": input_ids.astype(np.int64),
+            "attention_mask": attention_mask.astype(np.int64),
+        }
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
 
 
@@ -79,7 +81,9 @@ class _Batched:
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
-    def run(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> dict[str, np.ndarray]:
         texts = [t if isinstance(t, str) else str(t) for t in texts]
         if not texts:
             return {}
@@ -139,8 +143,13 @@ class Predictor:
     """Labels and probabilities for every head of a classification model."""
 
     def __init__(
-        self, backend: Backend, tokenizer: Any, heads: list[Head], max_length: int = 128,
-        batch_size: int = 64, card: dict[str, Any] | None = None,
+        self,
+        backend: Backend,
+        tokenizer: Any,
+        heads: list[Head],
+        max_length: int = 128,
+        batch_size: int = 64,
+        card: dict[str, Any] | None = None,
     ) -> None:
         self.heads = heads
         self.card = card or {}
@@ -158,8 +167,12 @@ class Predictor:
 
     @classmethod
     def from_registry(
-        cls, task: str, version: int | None = None, form: Form = "torch",
-        registry: Any = None, **kwargs: Any,
+        cls,
+        task: str,
+        version: int | None = None,
+        form: Form = "torch",
+        registry: Any = None,
+        **kwargs: Any,
     ) -> Predictor:
         from verticals.core.registry import ModelRegistry
 
@@ -188,10 +201,14 @@ class Predictor:
         for head in self.heads:
             for i, row in enumerate(probs[head.name]):
                 entry: dict[str, Any] = {
-                    "probabilities": {lab: round(float(p), 6) for lab, p in zip(head.labels, row, strict=True)}
+                    "probabilities": {
+                        lab: round(float(p), 6) for lab, p in zip(head.labels, row, strict=True)
+                    }
                 }
                 if head.multi_label:
-                    entry["labels"] = [lab for lab, p in zip(head.labels, row, strict=True) if p >= threshold]
+                    entry["labels"] = [
+                        lab for lab, p in zip(head.labels, row, strict=True) if p >= threshold
+                    ]
                 else:
                     entry["label"] = head.labels[int(row.argmax())]
                     entry["score"] = float(row.max())
@@ -216,7 +233,11 @@ class Encoder:
     """Unit-length text vectors from a trained embedding model or from a base model."""
 
     def __init__(
-        self, backend: Backend, tokenizer: Any, max_length: int = 128, batch_size: int = 64,
+        self,
+        backend: Backend,
+        tokenizer: Any,
+        max_length: int = 128,
+        batch_size: int = 64,
         card: dict[str, Any] | None = None,
     ) -> None:
         self.card = card or {}
@@ -225,7 +246,10 @@ class Encoder:
 
     @classmethod
     def from_base(
-        cls, base: str | None = None, device: Any = None, max_length: int = 128,
+        cls,
+        base: str | None = None,
+        device: Any = None,
+        max_length: int = 128,
         batch_size: int = 64,
     ) -> Encoder:
         """The pretrained encoder, untouched (e.g. all-MiniLM-L6-v2 from its package)."""
@@ -241,8 +265,11 @@ class Encoder:
         model = build_text_encoder(load_encoder(base), normalize=True)
         card = {"task": "base", "version": 0, "base_model": base, "kind": "embedding"}
         return cls(
-            TorchBackend(model, device), load_tokenizer(resolve_base_model(base)),
-            max_length, batch_size, card,
+            TorchBackend(model, device),
+            load_tokenizer(resolve_base_model(base)),
+            max_length,
+            batch_size,
+            card,
         )
 
     @classmethod
@@ -256,8 +283,13 @@ class Encoder:
 
     @classmethod
     def from_registry(
-        cls, task: str, version: int | None = None, form: Form = "torch",
-        registry: Any = None, fallback_to_base: bool = False, **kwargs: Any,
+        cls,
+        task: str,
+        version: int | None = None,
+        form: Form = "torch",
+        registry: Any = None,
+        fallback_to_base: bool = False,
+        **kwargs: Any,
     ) -> Encoder:
         """The task's current model; with ``fallback_to_base``, the base model if none exists."""
         from verticals.core.registry import ModelRegistry, RegistryError
@@ -293,7 +325,7 @@ class Encoder:
 
 
 def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
-    """Write the fast CPU form: ONNX (graph-optimised at load) and an int8 dynamic-quantised copy."""
+    """Write the fast CPU form: ONNX (graph-optimised at load) and an int8 quantised copy."""
     import torch
 
     from verticals.core.modeling import load_trained
@@ -301,7 +333,9 @@ def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
     directory = Path(directory)
     model, tokenizer, card = load_trained(directory)
     model = model.cpu().eval()
-    outputs = [h["name"] for h in card["heads"]] if card["kind"] == "classification" else ["embedding"]
+    outputs = (
+        [h["name"] for h in card["heads"]] if card["kind"] == "classification" else ["embedding"]
+    )
 
     class _Export(torch.nn.Module):
         def __init__(self) -> None:
@@ -312,7 +346,11 @@ def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
             out = self.inner(input_ids, attention_mask)
             return tuple(out[n] for n in outputs) if isinstance(out, dict) else out
 
-    sample = tokenizer(["a short sample", "and a somewhat longer sample sentence"], padding=True, return_tensors="pt")
+    sample = tokenizer(
+        ["a short sample", "and a somewhat longer sample sentence"],
+        padding=True,
+        return_tensors="pt",
+    )
     target = directory / "onnx"
     target.mkdir(exist_ok=True)
     path = target / ONNX_FILES["onnx"]
@@ -323,9 +361,14 @@ def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Export(), (sample["input_ids"], sample["attention_mask"]), str(path),
-            input_names=["input_ids", "attention_mask"], output_names=outputs,
-            dynamic_axes=dynamic, opset_version=17, dynamo=False,
+            _Export(),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
         )
     written = [path]
     if quantize:

@@ -1,7 +1,8 @@
 """Loading and saving models: base-model resolution, LoRA, and the saved directory layout.
 
 A saved model directory holds only what training changed:
-``encoder/`` (full fine-tuning, HF format) or ``adapter/`` (LoRA, peft format), ``heads.safetensors``
+``encoder/`` (full fine-tuning, HF format) or ``adapter/`` (LoRA, peft format),
+``heads.safetensors``
 (classification) and ``card.json``. The base weights are resolved from ``card.json`` at load time.
 """
 
@@ -88,7 +89,7 @@ def build_classifier(encoder: nn.Module, heads: list[Head], dropout: float = 0.1
     return MultiHeadClassifier(encoder, heads, dropout)
 
 
-def save_trained(model: nn.Module, directory: Path, method: str, base: str) -> None:
+def save_trained(model: Any, directory: Path, method: str, base: str) -> None:
     """Write only what training changed: encoder or adapter, plus heads."""
     from safetensors.torch import save_file
 
@@ -105,7 +106,7 @@ def save_trained(model: nn.Module, directory: Path, method: str, base: str) -> N
         save_file(state, str(directory / "heads.safetensors"))
 
 
-def load_trained(directory: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
+def load_trained(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     """Rebuild a saved model in eval mode (LoRA merged). Returns (model, tokenizer, card)."""
     card = json.loads((directory / "card.json").read_text())
     base = card["base_model"]
@@ -122,7 +123,7 @@ def load_trained(directory: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
         from safetensors.torch import load_file
 
         heads = [Head.from_dict(h) for h in card["heads"]]
-        model = build_classifier(encoder, heads)
+        model: Any = build_classifier(encoder, heads)
         model.heads.load_state_dict(load_file(str(directory / "heads.safetensors")))
     else:
         model = build_text_encoder(encoder, normalize=True)

@@ -5,6 +5,8 @@ This module imports torch; the rest of the core imports it only inside functions
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,7 +28,8 @@ class TextEncoder(nn.Module):
 
     @property
     def hidden_size(self) -> int:
-        return int(self.encoder.config.hidden_size)
+        config: Any = self.encoder.config
+        return int(config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)

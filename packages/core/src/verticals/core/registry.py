@@ -53,14 +53,17 @@ class ModelRegistry:
     def tasks(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def versions(self, task: str) -> list[int]:
         folder = self.root / task
         if not folder.is_dir():
             return []
         return sorted(
-            int(p.name[1:]) for p in folder.iterdir()
+            int(p.name[1:])
+            for p in folder.iterdir()
             if p.is_dir() and p.name[:1] == "v" and p.name[1:].isdigit()
         )
 
@@ -220,10 +223,22 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"{card['data'].get('train')}/{card['data'].get('validation')}/{card['data'].get('test')})",
     ]
     for head in card.get("heads", []):
-        lines.append(f"- head `{head['name']}`: {', '.join(head['labels'])}"
-                     + (" (multi-label)" if head["multi_label"] else ""))
+        lines.append(
+            f"- head `{head['name']}`: {', '.join(head['labels'])}"
+            + (" (multi-label)" if head["multi_label"] else "")
+        )
     lines += ["", "## Test metrics", ""]
-    lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}"
-              for k, v in card.get("metrics", {}).items()]
-    lines += ["", "## Training config", "", "```json", json.dumps(card.get("config", {}), indent=2), "```", ""]
+    lines += [
+        f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}"
+        for k, v in card.get("metrics", {}).items()
+    ]
+    lines += [
+        "",
+        "## Training config",
+        "",
+        "```json",
+        json.dumps(card.get("config", {}), indent=2),
+        "```",
+        "",
+    ]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from verticals.core.config import TrainingConfig
-from verticals.core.data import Head, LabelledTexts, TextPairs
+from verticals.core.data import MISSING, Head, LabelledTexts, TextPairs
 
 
 @dataclass
@@ -36,11 +36,18 @@ def seed_everything(seed: int) -> None:
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, device: torch.device) -> dict:
     """Dynamic padding: each batch is padded to its own longest text."""
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+    batch = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    return {
+        "input_ids": batch["input_ids"].to(device),
+        "attention_mask": batch["attention_mask"].to(device),
+    }
 
 
-def classification_loss(model: nn.Module, heads: list[Head]) -> Callable[[dict, dict], torch.Tensor]:
+def classification_loss(
+    model: nn.Module, heads: list[Head]
+) -> Callable[[dict, dict], torch.Tensor]:
     def loss(inputs: dict, targets: dict) -> torch.Tensor:
         logits = model(inputs["input_ids"], inputs["attention_mask"])
         total = torch.zeros((), device=inputs["input_ids"].device)
@@ -49,7 +56,10 @@ def classification_loss(model: nn.Module, heads: list[Head]) -> Callable[[dict, 
             if head.multi_label:
                 total = total + nn.functional.binary_cross_entropy_with_logits(logits[head.name], y)
             else:
-                total = total + nn.functional.cross_entropy(logits[head.name], y)
+                if bool((y != MISSING).any()):
+                    total = total + nn.functional.cross_entropy(
+                        logits[head.name], y, ignore_index=MISSING
+                    )
         return total
 
     return loss
@@ -68,7 +78,11 @@ def contrastive_loss(model: nn.Module, temperature: float) -> Callable[[dict, di
 
 
 def classification_batches(
-    data: LabelledTexts, tokenizer: Any, batch_size: int, max_length: int, device: torch.device,
+    data: LabelledTexts,
+    tokenizer: Any,
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
     rng: np.random.Generator,
 ) -> Iterator[tuple[dict, dict]]:
     order = rng.permutation(len(data))
@@ -89,7 +103,11 @@ def classification_batches(
 
 
 def pair_batches(
-    data: TextPairs, tokenizer: Any, batch_size: int, max_length: int, device: torch.device,
+    data: TextPairs,
+    tokenizer: Any,
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
     rng: np.random.Generator,
 ) -> Iterator[tuple[dict, dict]]:
     order = rng.permutation(len(data))
@@ -146,11 +164,14 @@ def fit(
         model.eval()
         score = validate()
         model.train()
-        history.append({
-            "step": step, "epoch": round(epoch, 3),
-            "train_loss": float(np.mean(running)) if running else float("nan"),
-            "validation": score,
-        })
+        history.append(
+            {
+                "step": step,
+                "epoch": round(epoch, 3),
+                "train_loss": float(np.mean(running)) if running else float("nan"),
+                "validation": score,
+            }
+        )
         running.clear()
         bar.set_postfix(val=f"{score:.4f}", loss=f"{history[-1]['train_loss']:.4f}")
         if score > best_score:

@@ -35,7 +35,9 @@ class TrainOutcome:
 def load_dataset(config: TrainConfig) -> LabelledTexts | TextPairs:
     d = config.data
     if config.kind == "classification":
-        data: LabelledTexts | TextPairs = load_labelled(d.path, d.text_column, config.heads, d.encoding)
+        data: LabelledTexts | TextPairs = load_labelled(
+            d.path, d.text_column, config.heads, d.encoding
+        )
     else:
         data = load_pairs(d.path, d.query_column, d.positive_column, d.encoding)
     if d.max_rows:
@@ -57,80 +59,39 @@ def run_training(
 ) -> TrainOutcome:
     import torch
 
-    from verticals.core import evaluation, modeling, trainer
-    from verticals.core.inference import Encoder, Predictor, TorchBackend
+    from verticals.core import modeling, trainer
 
     registry = registry or ModelRegistry.default()
     data = load_dataset(config)
     split = split_indices(
-        len(data), config.data.validation_fraction, config.data.test_fraction,
-        config.data.split_seed, _strata(data),
+        len(data),
+        config.data.validation_fraction,
+        config.data.test_fraction,
+        config.data.split_seed,
+        _strata(data),
     )
     train, validation, test = (data.subset(s) for s in (split.train, split.validation, split.test))
     if len(train) < 2:
         raise ValueError(f"{config.data.path}: too few rows to train ({len(data)})")
     validation = validation if len(validation) else train  # tiny data: validate on train
+    test = test if len(test) else validation
 
     trainer.seed_everything(config.training.seed)
-    device = modeling.pick_device(config.training.device)
-    tokenizer = modeling.load_tokenizer(modeling.resolve_base_model(config.model.base))
     encoder = modeling.load_encoder(config.model.base)
     if config.method == "lora":
         encoder = modeling.add_lora(encoder, config.lora)
-    t = config.training
-    n_batches = -(-len(train) // t.batch_size)
-    max_len = config.model.max_length
-
-    model: torch.nn.Module
-    if isinstance(data, LabelledTexts):
-        assert isinstance(train, LabelledTexts) and isinstance(validation, LabelledTexts)
-        model = modeling.build_classifier(encoder, data.heads, config.model.dropout).to(device)
-
-        def predictor() -> Predictor:
-            return Predictor(TorchBackend(model, device), tokenizer, data.heads, max_len)
-
-        def validate() -> float:
-            predicted = predictor().predict_indices(validation.texts)
-            reports = {
-                h.name: evaluation.classification_report(h, validation.targets[h.name], predicted[h.name])
-                for h in data.heads
-            }
-            return evaluation.summarize_heads(reports)["macro_f1"]
-
-        result = trainer.fit(
-            model, trainer.classification_loss(model, data.heads),
-            lambda rng: trainer.classification_batches(train, tokenizer, t.batch_size, max_len, device, rng),
-            n_batches, validate, t, list(model.heads.parameters()), show_progress,
-        )
-        test_set = test if len(test) else validation
-        predicted = predictor().predict_indices(test_set.texts)
-        reports = {
-            h.name: evaluation.classification_report(h, test_set.targets[h.name], predicted[h.name])
-            for h in data.heads
-        }
-        metrics = evaluation.summarize_heads(reports)
-        primary = "macro_f1"
+    setup = _Setup(
+        config,
+        modeling.pick_device(config.training.device),
+        modeling.load_tokenizer(modeling.resolve_base_model(config.model.base)),
+        show_progress,
+    )
+    if isinstance(train, LabelledTexts):
+        fitted = _fit_classifier(setup, encoder, train, validation, test)  # type: ignore[arg-type]
     else:
-        assert isinstance(train, TextPairs) and isinstance(validation, TextPairs)
-        model = modeling.build_text_encoder(encoder, normalize=True).to(device)
-
-        def encoder_now() -> Encoder:
-            return Encoder(TorchBackend(model, device), tokenizer, max_len)
-
-        def validate() -> float:
-            enc = encoder_now()
-            return evaluation.retrieval_metrics(enc.encode(validation.queries), enc.encode(validation.positives))["mrr"]
-
-        result = trainer.fit(
-            model, trainer.contrastive_loss(model, t.temperature),
-            lambda rng: trainer.pair_batches(train, tokenizer, t.batch_size, max_len, device, rng),
-            n_batches, validate, t, (), show_progress,
-        )
-        test_set = test if len(test) else validation
-        enc = encoder_now()
-        metrics = evaluation.retrieval_metrics(enc.encode(test_set.queries), enc.encode(test_set.positives))
-        reports = {"retrieval": metrics}
-        primary = "mrr"
+        fitted = _fit_embedder(setup, encoder, train, validation, test)  # type: ignore[arg-type]
+    model, result, metrics, test_set = fitted.model, fitted.result, fitted.metrics, test
+    max_len = config.model.max_length
 
     staged = registry.staging_dir()
     model = model.cpu()
@@ -138,7 +99,7 @@ def run_training(
     (staged / "test.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in test_set.to_records())
     )
-    write_reports(staged / "reports", reports, result.history, config.task)
+    write_reports(staged / "reports", fitted.reports, result.history, config.task)
     card: dict[str, Any] = {
         "kind": config.kind,
         "method": config.method,
@@ -146,27 +107,122 @@ def run_training(
         "max_length": max_len,
         "heads": [h.to_dict() for h in data.heads] if isinstance(data, LabelledTexts) else [],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "primary_metric": primary,
+        "primary_metric": fitted.primary,
         "metrics": metrics,
         "data": {
             "path": str(config.data.path),
             "fingerprint": data.fingerprint(),
             "test_fingerprint": test_set.fingerprint(),
-            "rows": len(data), "train": len(train), "validation": len(validation), "test": len(test),
+            "rows": len(data),
+            "train": len(train),
+            "validation": len(validation),
+            "test": len(test_set),
         },
         "training": {
-            "seconds": round(result.seconds, 2), "steps": result.steps,
-            "best_validation": result.best_score, "stopped_early": result.stopped_early,
-            "history": result.history, "device": str(device),
-            "torch": torch.__version__, "python": platform.python_version(),
+            "seconds": round(result.seconds, 2),
+            "steps": result.steps,
+            "best_validation": result.best_score,
+            "stopped_early": result.stopped_early,
+            "history": result.history,
+            "device": str(setup.device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
         },
         "config": json.loads(config.model_dump_json()),
     }
     version = registry.register(config.task, staged, card, first_becomes_current)
     return TrainOutcome(
-        config.task, version, registry.path(config.task, version), metrics, result.seconds,
+        config.task,
+        version,
+        registry.path(config.task, version),
+        metrics,
+        result.seconds,
         registry.current_version(config.task) == version,
     )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    config: TrainConfig
+    device: Any
+    tokenizer: Any
+    show_progress: bool
+
+
+@dataclass
+class _Fitted:
+    model: Any
+    result: Any
+    metrics: dict[str, float]
+    reports: dict[str, dict]
+    primary: str
+
+
+def _fit_classifier(
+    setup: _Setup,
+    encoder: Any,
+    train: LabelledTexts,
+    validation: LabelledTexts,
+    test: LabelledTexts,
+) -> _Fitted:
+    from verticals.core import evaluation, modeling, trainer
+    from verticals.core.inference import Predictor, TorchBackend
+
+    config, t, max_len = setup.config, setup.config.training, setup.config.model.max_length
+    heads = train.heads
+    model: Any = modeling.build_classifier(encoder, heads, config.model.dropout).to(setup.device)
+
+    def score(data: LabelledTexts) -> dict[str, dict]:
+        predictor = Predictor(TorchBackend(model, setup.device), setup.tokenizer, heads, max_len)
+        predicted = predictor.predict_indices(data.texts)
+        return {
+            h.name: evaluation.classification_report(h, data.targets[h.name], predicted[h.name])
+            for h in heads
+        }
+
+    result = trainer.fit(
+        model,
+        trainer.classification_loss(model, heads),
+        lambda rng: trainer.classification_batches(
+            train, setup.tokenizer, t.batch_size, max_len, setup.device, rng
+        ),
+        -(-len(train) // t.batch_size),
+        lambda: evaluation.summarize_heads(score(validation))["macro_f1"],
+        t,
+        list(model.heads.parameters()),
+        setup.show_progress,
+    )
+    reports = score(test)
+    return _Fitted(model, result, evaluation.summarize_heads(reports), reports, "macro_f1")
+
+
+def _fit_embedder(
+    setup: _Setup, encoder: Any, train: TextPairs, validation: TextPairs, test: TextPairs
+) -> _Fitted:
+    from verticals.core import evaluation, modeling, trainer
+    from verticals.core.inference import Encoder, TorchBackend
+
+    t, max_len = setup.config.training, setup.config.model.max_length
+    model: Any = modeling.build_text_encoder(encoder, normalize=True).to(setup.device)
+
+    def score(data: TextPairs) -> dict[str, float]:
+        enc = Encoder(TorchBackend(model, setup.device), setup.tokenizer, max_len)
+        return evaluation.retrieval_metrics(enc.encode(data.queries), enc.encode(data.positives))
+
+    result = trainer.fit(
+        model,
+        trainer.contrastive_loss(model, t.temperature),
+        lambda rng: trainer.pair_batches(
+            train, setup.tokenizer, t.batch_size, max_len, setup.device, rng
+        ),
+        -(-len(train) // t.batch_size),
+        lambda: score(validation)["mrr"],
+        t,
+        (),
+        setup.show_progress,
+    )
+    metrics = score(test)
+    return _Fitted(model, result, metrics, {"retrieval": metrics}, "mrr")
 
 
 def write_reports(folder: Path, reports: dict[str, dict], history: list[dict], title: str) -> None:

@@ -33,7 +33,9 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app with /health, /metrics (Prometheus) and the service's routers."""
     configure_logging(settings.log_level)
-    app = FastAPI(title=f"verticals {service}", version=version, description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=f"verticals {service}", version=version, description=description, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.metrics_registry = registry = registry or CollectorRegistry()
     http = HttpMetrics(registry, service)

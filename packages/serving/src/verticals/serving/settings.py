@@ -31,7 +31,10 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServiceSettings:
-        if self.environment != "local" and self.admin_api_key.get_secret_value() == DEFAULT_ADMIN_KEY:
+        if (
+            self.environment != "local"
+            and self.admin_api_key.get_secret_value() == DEFAULT_ADMIN_KEY
+        ):
             raise ValueError("admin_api_key must be changed outside local use")
         return self
 

@@ -28,6 +28,29 @@ class Ranked:
     strategy: str
 
 
+def signals(
+    model: InteractionModel,
+    keys: np.ndarray,
+    text_vector: np.ndarray | None,
+    cooc: dict[int, float],
+) -> np.ndarray:
+    """A (3, len(keys)) array: text cosine, popularity, co-occurrence, each in [0, 1]."""
+    out = np.zeros((3, len(keys)), dtype=np.float32)
+    if text_vector is not None:
+        out[0] = np.clip(model.vectors.data[keys] @ text_vector, 0.0, None)
+    out[1] = model.popularity_of(keys)
+    if cooc:
+        top = float(max(cooc.values()))
+        if top > 0:
+            values = np.fromiter((cooc.get(int(k), 0.0) for k in keys), np.float32, len(keys))
+            out[2] = values / top
+    return out
+
+
+def weight_vector(weights: ScorerWeights) -> np.ndarray:
+    return np.array([weights.text, weights.popularity, weights.cooccurrence], dtype=np.float32)
+
+
 def blend(
     model: InteractionModel,
     keys: np.ndarray,
@@ -36,18 +59,7 @@ def blend(
     cooc: dict[int, float],
 ) -> np.ndarray:
     """The blended score of ``keys``."""
-    score = np.zeros(len(keys), dtype=np.float32)
-    if text_vector is not None and weights.text:
-        sims = model.vectors.data[keys] @ text_vector
-        score += weights.text * np.clip(sims, 0.0, None)
-    if weights.popularity:
-        score += weights.popularity * model.popularity_of(keys)
-    if cooc and weights.cooccurrence:
-        values = np.fromiter((cooc.get(int(k), 0.0) for k in keys), np.float32, len(keys))
-        top = float(max(cooc.values()))
-        if top > 0:
-            score += weights.cooccurrence * values / top
-    return score
+    return weight_vector(weights) @ signals(model, keys, text_vector, cooc)
 
 
 def mmr(
@@ -184,10 +196,7 @@ def similar_items(
     return Ranked(keys, scores, "similar")
 
 
-def full_scores(
-    model: InteractionModel, user: UserState, weights: ScorerWeights, n_items: int
-) -> np.ndarray:
-    """Scores of every item 0..n_items-1 (the offline evaluation's full ranking)."""
+def user_signals(model: InteractionModel, user: UserState, n_items: int) -> np.ndarray:
+    """Signals of every item 0..n_items-1 for ``user`` (the offline full ranking)."""
     keys = np.arange(n_items, dtype=np.int64)
-    cooc = model.cooccurring(model.user_seeds(user)) if weights.cooccurrence else {}
-    return blend(model, keys, weights, user.vector() if weights.text else None, cooc)
+    return signals(model, keys, user.vector(), model.cooccurring(model.user_seeds(user)))

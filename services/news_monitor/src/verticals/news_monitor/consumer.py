@@ -1,0 +1,352 @@
+"""The stream processor: poll a batch, classify it in one pass, publish, alert, then commit.
+
+At-least-once: offsets are committed only after the enriched records, dead letters and alerts
+of the batch are flushed to the broker and the batch's window state is stored. A failure in the
+middle rewinds the consumer to the batch start and rebuilds the alert engine from the store, so
+the batch is redone; redelivered items are recognised by id and raise no second alert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from verticals.news_monitor.alerts import AlertEngine, RulesConfig
+from verticals.news_monitor.metrics import MonitorMetrics
+from verticals.news_monitor.pipeline import Classifier, Rejected, classify, decode
+from verticals.news_monitor.settings import NewsSettings
+from verticals.news_monitor.sinks import WebhookSink
+from verticals.news_monitor.store import NewsStore
+
+log = logging.getLogger("verticals.news_monitor.consumer")
+
+
+def ensure_topics(settings: NewsSettings, timeout: float = 15.0) -> list[str]:
+    """Create the input, output, dead-letter and alerts topics when missing."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        request_timeout_ms=int(timeout * 1000),
+        **settings.kafka_security(),
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = {
+            settings.input_topic: settings.partitions,
+            settings.output_topic: settings.partitions,
+            settings.dlq_topic: 1,
+            settings.alerts_topic: 1,
+        }
+        new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+        return [t.name for t in new]
+    finally:
+        admin.close()
+
+
+def make_producer(settings: NewsSettings, **overrides: Any) -> Any:
+    from kafka import KafkaProducer
+
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "acks": "all",
+        "linger_ms": 5,
+        "retries": 5,
+        "retry_backoff_ms": 200,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "reconnect_backoff_max_ms": 2000,
+        **settings.kafka_security(),
+    }
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def make_consumer(settings: NewsSettings, client_id: str | None = None) -> Any:
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        settings.input_topic,
+        bootstrap_servers=settings.bootstrap,
+        group_id=settings.group_id,
+        client_id=client_id or "news-monitor",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.max_batch,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        reconnect_backoff_max_ms=2000,
+        **settings.kafka_security(),
+    )
+
+
+def load_engine(rules: RulesConfig, store: NewsStore) -> AlertEngine:
+    """The alert engine as it was after the last stored batch (state + replayed windows)."""
+    engine = AlertEngine(rules, store.load_engine_state())
+    start = engine.retention_start()
+    if start is not None:
+        for obs in store.observations_since(start):
+            engine.add(obs, update_watermark=False)
+    engine.late = 0
+    return engine
+
+
+class NewsMonitor:
+    def __init__(
+        self,
+        settings: NewsSettings,
+        model: Classifier,
+        store: NewsStore,
+        rules: RulesConfig,
+        metrics: MonitorMetrics | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.store = store
+        self.rules = rules
+        self.metrics = metrics or MonitorMetrics()
+        self.client_id = client_id
+        self.sink = WebhookSink(
+            settings.webhook_urls,
+            self.metrics,
+            store.record_webhook,
+            settings.webhook_max_attempts,
+            settings.webhook_backoff_s,
+            settings.webhook_timeout_s,
+        )
+        self.engine = load_engine(rules, store)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.status: dict[str, Any] = {
+            "running": False,
+            "batches": 0,
+            "last_batch_at": None,
+            "assigned": [],
+            "lag": {},
+            "last_error": None,
+        }
+        self._last_lag = 0.0
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="news-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self) -> None:
+        """Consume until ``stop()``; never exits on a bad message or a broker outage."""
+        self.sink.start()
+        for alert in self.store.undelivered_alerts():  # webhooks owed from before a restart
+            self.sink.submit(alert)
+        self.consumer = make_consumer(self.settings, self.client_id)
+        self.producer = make_producer(self.settings)
+        self.status["running"] = True
+        try:
+            while not self._stop.is_set():
+                self.poll_once()
+        finally:
+            self.status["running"] = False
+            self._close()
+
+    def _close(self) -> None:
+        for client, kwargs in ((self.consumer, {"autocommit": False}), (self.producer, {})):
+            if client is not None:
+                try:
+                    client.close(**kwargs)
+                except Exception:
+                    log.exception("closing a Kafka client failed")
+        self.consumer = self.producer = None
+        self.sink.stop()
+
+    # ---- one batch --------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Poll and process one batch; returns the number of messages handled."""
+        from kafka.errors import KafkaError
+
+        try:
+            polled = self.consumer.poll(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+            )
+        except KafkaError as exc:
+            self._error("poll", exc)
+            return 0
+        messages = sorted(
+            (m for batch in polled.values() for m in batch), key=lambda m: (m.partition, m.offset)
+        )
+        self.status["assigned"] = sorted(tp.partition for tp in self.consumer.assignment())
+        if messages:
+            try:
+                self.process(messages)
+            except Exception as exc:
+                self.metrics.batch_errors.inc()
+                self._error("batch", exc)
+                self._rewind(messages)
+                return 0
+            self._commit(messages)
+        self._update_lag()
+        return len(messages)
+
+    def process(self, messages: Sequence[Any]) -> None:
+        """Classify, publish outputs and dead letters, update windows, store, publish alerts."""
+        started = time.perf_counter()
+        self.metrics.messages_in.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
+        futures = []
+        good: list[tuple[Any, Any]] = []
+        for msg in messages:
+            item = decode(msg.value)
+            if isinstance(item, Rejected):
+                futures.append(self._dead_letter(msg, item))
+            else:
+                good.append((msg, item))
+        records, observations = classify([item for _, item in good], self.model)
+        for (msg, item), record in zip(good, records, strict=True):
+            record["source_partition"] = msg.partition
+            record["source_offset"] = msg.offset
+            futures.append(
+                self.producer.send(
+                    self.settings.output_topic,
+                    key=item.id.encode(),
+                    value=json.dumps(record, ensure_ascii=False).encode(),
+                )
+            )
+        # redeliveries older than the engine's memory are recognised by the store
+        known = self.store.known_ids([o.id for o in observations])
+        late, duplicates = self.engine.late, self.engine.duplicates
+        alerts = self.engine.process([o for o in observations if o.id not in known])
+        self.metrics.late_events.inc(self.engine.late - late)
+        self.metrics.duplicates.inc(self.engine.duplicates - duplicates + len(known))
+        fresh = self.store.save_batch(
+            [
+                (o, r["topic"]["label"], r["sentiment"]["label"])
+                for o, r in zip(observations, records, strict=True)
+            ],
+            self.engine.export_state(only_dirty=True),
+            alerts,
+        )
+        self.engine.dirty.clear()
+        for alert in alerts:
+            if alert.id in fresh:
+                self.metrics.alerts.labels(alert.rule).inc()
+                log.info("alert %s %s score %.2f", alert.rule, alert.key, alert.score)
+        pending = self.store.unpublished_alerts()
+        for alert_json in pending:
+            futures.append(
+                self.producer.send(
+                    self.settings.alerts_topic,
+                    key=alert_json["id"].encode(),
+                    value=json.dumps(alert_json).encode(),
+                    headers=[("alert_id", alert_json["id"].encode())],
+                )
+            )
+        self.producer.flush(timeout=self.settings.request_timeout_ms / 1000)
+        failed = [f.exception for f in futures if not f.is_done or f.failed()]
+        if failed:
+            raise RuntimeError(f"{len(failed)} sends failed, e.g. {failed[0]}")
+        self.store.mark_published([a["id"] for a in pending])
+        self.metrics.alerts_published.inc(len(pending))
+        for alert_json in pending:
+            self.sink.submit(alert_json)
+        now_ms = time.time() * 1000
+        for msg, _ in good:
+            if msg.timestamp and msg.timestamp > 0:
+                self.metrics.publish_to_classified.observe(max(now_ms - msg.timestamp, 0) / 1000)
+        self.metrics.messages_out.inc(len(records))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.status["batches"] += 1
+        self.status["last_batch_at"] = datetime.now(UTC).isoformat()
+
+    def _dead_letter(self, msg: Any, rejected: Rejected) -> Any:
+        self.metrics.dead_lettered.labels(rejected.error).inc()
+        headers = [
+            ("error", rejected.error.encode()),
+            ("error_reason", rejected.reason.encode("utf-8", "replace")[:1000]),
+            ("source_topic", msg.topic.encode()),
+            ("source_partition", str(msg.partition).encode()),
+            ("source_offset", str(msg.offset).encode()),
+            ("failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        return self.producer.send(
+            self.settings.dlq_topic, key=msg.key, value=msg.value or b"", headers=headers
+        )
+
+    # ---- offsets ----------------------------------------------------------------------------
+
+    def _commit(self, messages: Sequence[Any]) -> None:
+        from kafka import TopicPartition
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        offsets: dict[Any, Any] = {}
+        for msg in messages:
+            tp = TopicPartition(msg.topic, msg.partition)
+            offsets[tp] = OffsetAndMetadata(msg.offset + 1, "", -1)
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # the group rebalanced: the partitions' new owner re-reads from the last commit
+            self.metrics.commit_failures.inc()
+            log.warning("commit refused after a rebalance: %s", exc)
+        except KafkaError as exc:
+            self.metrics.commit_failures.inc()
+            self._error("commit", exc)
+
+    def _rewind(self, messages: Sequence[Any]) -> None:
+        """Seek back to the batch start and rebuild the engine from the store."""
+        from kafka import TopicPartition
+
+        first: dict[Any, int] = {}
+        for msg in messages:
+            tp = TopicPartition(msg.topic, msg.partition)
+            first[tp] = min(first.get(tp, msg.offset), msg.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+        self.engine = load_engine(self.rules, self.store)
+        self._stop.wait(1.0)
+
+    def _update_lag(self) -> None:
+        if time.monotonic() - self._last_lag < self.settings.lag_interval_s:
+            return
+        self._last_lag = time.monotonic()
+        try:
+            assigned = list(self.consumer.assignment())
+            if not assigned:
+                return
+            ends = self.consumer.end_offsets(assigned)
+            lag = {}
+            for tp in assigned:
+                position = self.consumer.position(tp)
+                lag[tp.partition] = max(int(ends.get(tp, position)) - int(position), 0)
+                self.metrics.lag.labels(str(tp.partition)).set(lag[tp.partition])
+            self.status["lag"] = lag
+        except Exception as exc:  # lag is best effort (some brokers answer end_offsets wrongly)
+            log.debug("lag update failed: %s", exc)
+
+    def _error(self, where: str, exc: BaseException) -> None:
+        self.metrics.broker_errors.inc()
+        self.status["last_error"] = f"{where}: {type(exc).__name__}: {exc}"
+        log.warning("%s failed: %s", where, exc)
+        self._stop.wait(0.5)

@@ -1,0 +1,400 @@
+"""Thin HTTP routes over ``SupportBot``; the app factory; the widget's static files."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from verticals.serving.app import create_app
+from verticals.serving.auth import API_KEY_HEADER
+from verticals.support_bot.pipeline import Reply, SupportBot, UnknownTenant
+from verticals.support_bot.schemas import (
+    Changed,
+    ChatRequest,
+    ChatResponse,
+    DocumentIn,
+    EntryOut,
+    FaqBatch,
+    FeedbackIn,
+    HandoffOut,
+    MessageOut,
+    StaffReply,
+    TenantCreate,
+    TenantKeys,
+)
+from verticals.support_bot.settings import SupportSettings
+from verticals.support_bot.store import Entry, Handoff, Message
+from verticals.support_bot.text import EntryIn, InputError
+
+router = APIRouter()
+
+
+def get_bot(request: Request) -> SupportBot:
+    bot: SupportBot = request.app.state.bot
+    return bot
+
+
+Bot = Annotated[SupportBot, Depends(get_bot)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """``root`` (the service admin key), or a tenant's ``admin`` or public ``widget`` key."""
+
+    role: Literal["root", "admin", "widget"]
+    tenant: str | None = None
+
+    def admin(self, bot: SupportBot, tenant: str) -> None:
+        if self.role == "root":
+            bot.require_tenant(tenant)
+        elif self.role != "admin" or self.tenant != tenant:
+            raise HTTPException(403, f"this key is not an admin key of tenant {tenant!r}")
+
+    def chat(self, bot: SupportBot, tenant: str) -> None:
+        if self.role == "root":
+            bot.require_tenant(tenant)
+        elif self.tenant != tenant:
+            raise HTTPException(403, f"this key is not valid for tenant {tenant!r}")
+
+
+def get_caller(request: Request, bot: Bot, key: str | None = Security(API_KEY_HEADER)) -> Caller:
+    if not key:
+        raise HTTPException(401, "missing X-API-Key")
+    settings: SupportSettings = request.app.state.settings
+    if hmac.compare_digest(key, settings.admin_api_key.get_secret_value()):
+        return Caller("root")
+    owner = bot.authenticate(key)
+    if owner is None:
+        raise HTTPException(401, "invalid X-API-Key")
+    return Caller(owner[1], owner[0])  # type: ignore[arg-type]
+
+
+Auth = Annotated[Caller, Depends(get_caller)]
+
+
+def _entry_out(e: Entry) -> EntryOut:
+    return EntryOut(
+        id=e.entry_id,
+        kind=e.kind,
+        title=e.title,
+        heading=e.heading,
+        body=e.body,
+        category=e.category,
+        tags=e.tags or [],
+        url=e.url,
+        source=e.source,
+        paraphrases=e.paraphrases or [],
+    )
+
+
+def _message_out(m: Message) -> MessageOut:
+    return MessageOut(
+        id=m.id,
+        role=m.role,
+        text=m.text,
+        kind=m.kind,
+        citations=m.citations or [],  # type: ignore[arg-type]
+        created_at=m.created_at.isoformat(),
+    )
+
+
+def _reply_out(r: Reply) -> ChatResponse:
+    return ChatResponse(
+        kind=r.kind,
+        text=r.text,
+        confidence=round(r.confidence, 4),
+        citations=r.citations,  # type: ignore[arg-type]
+        session_id=r.session_id,
+        message_id=r.message_id,
+        handoff_id=r.handoff_id,
+        intent=r.intent,
+        reworded=r.reworded,
+    )
+
+
+# tenants and knowledge base ------------------------------------------------------------------
+@router.post("/v1/tenants", status_code=201, response_model=TenantKeys, tags=["tenants"])
+def create_tenant(body: TenantCreate, caller: Auth, bot: Bot) -> TenantKeys:
+    if caller.role != "root":
+        raise HTTPException(403, "creating tenants needs the service admin key")
+    admin, widget = bot.create_tenant(body.id, body.name)
+    return TenantKeys(tenant=body.id, admin_key=admin, widget_key=widget)
+
+
+@router.post("/v1/tenants/{tenant}/keys", response_model=TenantKeys, tags=["tenants"])
+def rotate_keys(tenant: str, caller: Auth, bot: Bot, widget_only: bool = False) -> TenantKeys:
+    caller.admin(bot, tenant)
+    return TenantKeys(tenant=tenant, **bot.rotate_keys(tenant, admin=not widget_only))
+
+
+@router.get("/v1/tenants/{tenant}", tags=["tenants"])
+def tenant_info(tenant: str, caller: Auth, bot: Bot) -> dict[str, Any]:
+    caller.admin(bot, tenant)
+    row = bot.store.tenant(tenant)
+    assert row is not None
+    policy = bot.policy(tenant)
+    return {
+        "tenant": tenant,
+        "name": row.name,
+        "entries": bot.store.count(tenant),
+        "indexed": len(bot.index(tenant)),
+        "encoder": bot.encoder.version,
+        "policy": policy.__dict__,
+        "calibration": row.calibration,
+    }
+
+
+@router.post("/v1/tenants/{tenant}/faq", response_model=Changed, tags=["knowledge base"])
+def upsert_faq(tenant: str, body: FaqBatch, caller: Auth, bot: Bot) -> Changed:
+    caller.admin(bot, tenant)
+    entries = [
+        EntryIn(
+            id=e.id,
+            title=e.question,
+            body=e.answer,
+            category=e.category,
+            tags=e.tags,
+            url=e.url,
+            paraphrases=e.paraphrases,
+            source="api",
+        )
+        for e in body.entries
+    ]
+    from verticals.support_bot.text import faq_from_records
+
+    faq_from_records(  # same validation as files
+        [{"id": e.id, "question": e.title, "answer": e.body} for e in entries],
+        "request",
+        bot.settings.max_entry_chars,
+    )
+    return Changed(tenant=tenant, count=bot.upsert(tenant, entries))
+
+
+@router.post("/v1/tenants/{tenant}/faq/import", response_model=Changed, tags=["knowledge base"])
+async def import_faq(
+    tenant: str,
+    request: Request,
+    caller: Auth,
+    bot: Bot,
+    format: Annotated[Literal["csv", "jsonl"] | None, Query()] = None,
+) -> Changed:
+    """Body: a CSV (id, question, answer[, category, tags, url, paraphrases]) or JSONL file."""
+    caller.admin(bot, tenant)
+    raw = await request.body()
+    if len(raw) > bot.settings.max_request_bytes:
+        raise HTTPException(413, f"request body over {bot.settings.max_request_bytes} bytes")
+    kind = request.headers.get("content-type", "")
+    fmt = format or ("jsonl" if "json" in kind else "csv")
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"file is not UTF-8 (byte {exc.start})") from exc
+    count = await run_in_threadpool(bot.ingest_faq, tenant, content, fmt, f"upload.{fmt}")
+    return Changed(tenant=tenant, count=count)
+
+
+@router.post("/v1/tenants/{tenant}/documents", response_model=Changed, tags=["knowledge base"])
+def add_document(tenant: str, body: DocumentIn, caller: Auth, bot: Bot) -> Changed:
+    caller.admin(bot, tenant)
+    count = bot.ingest_document(tenant, body.id, body.content, body.format, body.title, body.url)
+    return Changed(tenant=tenant, count=count)
+
+
+@router.get("/v1/tenants/{tenant}/entries", response_model=list[EntryOut], tags=["knowledge base"])
+def list_entries(
+    tenant: str,
+    caller: Auth,
+    bot: Bot,
+    kind: Literal["faq", "passage"] | None = None,
+    limit: Annotated[int, Query(gt=0, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[EntryOut]:
+    caller.admin(bot, tenant)
+    return [_entry_out(e) for e in bot.store.entries(tenant, kind, limit, offset)]
+
+
+@router.get(
+    "/v1/tenants/{tenant}/entries/{entry_id}", response_model=EntryOut, tags=["knowledge base"]
+)
+def get_entry(tenant: str, entry_id: str, caller: Auth, bot: Bot) -> EntryOut:
+    caller.admin(bot, tenant)
+    row = bot.store.entry(tenant, entry_id)
+    if row is None:
+        raise HTTPException(404, f"no entry {entry_id!r} in tenant {tenant!r}")
+    return _entry_out(row)
+
+
+@router.delete(
+    "/v1/tenants/{tenant}/entries/{entry_id}", response_model=Changed, tags=["knowledge base"]
+)
+def delete_entry(tenant: str, entry_id: str, caller: Auth, bot: Bot) -> Changed:
+    caller.admin(bot, tenant)
+    count = bot.delete(tenant, entry_id)
+    if not count:
+        raise HTTPException(404, f"no entry or document {entry_id!r} in tenant {tenant!r}")
+    return Changed(tenant=tenant, count=count)
+
+
+@router.post("/v1/tenants/{tenant}/rebuild", response_model=Changed, tags=["knowledge base"])
+def rebuild(tenant: str, caller: Auth, bot: Bot) -> Changed:
+    caller.admin(bot, tenant)
+    return Changed(tenant=tenant, count=bot.rebuild(tenant))
+
+
+# chat ----------------------------------------------------------------------------------------
+@router.post("/v1/chat", response_model=ChatResponse, tags=["chat"])
+def chat(body: ChatRequest, caller: Auth, bot: Bot) -> ChatResponse:
+    caller.chat(bot, body.tenant)
+    return _reply_out(bot.chat(body.tenant, body.session_id, body.message))
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post("/v1/chat/stream", tags=["chat"])
+async def chat_stream(body: ChatRequest, caller: Auth, bot: Bot) -> StreamingResponse:
+    """The same answer as Server-Sent Events: ``meta``, then ``delta`` chunks, then ``done``."""
+    caller.chat(bot, body.tenant)
+    reply = _reply_out(
+        await run_in_threadpool(bot.chat, body.tenant, body.session_id, body.message)
+    )
+
+    async def events() -> AsyncIterator[str]:
+        meta = reply.model_dump(exclude={"text"})
+        yield sse("meta", meta)
+        words = reply.text.split(" ")
+        for i in range(0, len(words), 3):
+            yield sse(
+                "delta", {"text": " ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "")}
+            )
+            await asyncio.sleep(0.01)
+        yield sse("done", reply.model_dump())
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/v1/sessions/{session_id}/messages", response_model=list[MessageOut], tags=["chat"])
+def session_messages(
+    session_id: str, tenant: str, caller: Auth, bot: Bot, after: int = 0
+) -> list[MessageOut]:
+    """A session's transcript (the widget polls it for staff replies)."""
+    caller.chat(bot, tenant)
+    rows = bot.store.recent_messages(tenant, session_id, 200)
+    return [_message_out(m) for m in rows if m.id > after]
+
+
+@router.post("/v1/feedback", status_code=201, tags=["chat"])
+def feedback(body: FeedbackIn, caller: Auth, bot: Bot) -> dict[str, int]:
+    caller.chat(bot, body.tenant)
+    return {"id": bot.feedback(body.tenant, body.session_id, body.message_id, body.rating)}
+
+
+# handoffs ------------------------------------------------------------------------------------
+def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
+    messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
+    return HandoffOut(
+        id=h.id,
+        tenant=h.tenant_id,
+        session_id=h.session_id,
+        question=h.question,
+        reason=h.reason,
+        status=h.status,
+        created_at=h.created_at.isoformat(),
+        transcript=[_message_out(m) for m in messages],
+    )
+
+
+@router.get("/v1/handoffs", response_model=list[HandoffOut], tags=["handoffs"])
+def list_handoffs(
+    tenant: str,
+    caller: Auth,
+    bot: Bot,
+    status: Literal["open", "answered", "closed"] | None = None,
+    transcript: bool = False,
+) -> list[HandoffOut]:
+    caller.admin(bot, tenant)
+    return [_handoff_out(h, bot, transcript) for h in bot.store.handoffs(tenant, status)]
+
+
+@router.post("/v1/handoffs/{handoff_id}/reply", tags=["handoffs"])
+def staff_reply(handoff_id: int, body: StaffReply, caller: Auth, bot: Bot) -> dict[str, int]:
+    caller.admin(bot, body.tenant)
+    return {
+        "message_id": bot.staff_reply(body.tenant, handoff_id, body.text, body.entry_id, body.close)
+    }
+
+
+# widget --------------------------------------------------------------------------------------
+@router.get("/widget.js", include_in_schema=False)
+def widget_js() -> Response:
+    text = files("verticals.support_bot").joinpath("static/widget.js").read_text()
+    return Response(text, media_type="application/javascript")
+
+
+@router.get("/", include_in_schema=False)
+def demo_page(request: Request) -> HTMLResponse:
+    demo = getattr(request.app.state, "demo", None)
+    if not demo:
+        return HTMLResponse("<p>verticals support bot: no demo tenant configured</p>")
+    page = files("verticals.support_bot").joinpath("static/demo.html").read_text()
+    return HTMLResponse(page.replace("{{TENANT}}", demo["tenant"]).replace("{{KEY}}", demo["key"]))
+
+
+def build_app(
+    settings: SupportSettings,
+    bot: SupportBot | None = None,
+    demo: dict[str, str] | None = None,
+) -> FastAPI:
+    """The service app; ``bot`` may be prebuilt (tests share one encoder)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "bot", None) is None:
+            app.state.bot = SupportBot(settings)
+            app.state.bot.load()
+        yield
+        app.state.bot.store.db.dispose()
+
+    app = create_app(
+        "support_bot",
+        settings,
+        [router],
+        lifespan=lifespan,
+        description="Customer-service bot over per-tenant knowledge bases.",
+    )
+    app.state.bot = bot
+    app.state.demo = demo
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["X-API-Key", "Content-Type"],
+    )
+
+    @app.exception_handler(InputError)
+    async def _bad_input(_: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(UnknownTenant)
+    async def _unknown(_: Request, exc: UnknownTenant) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
+
+    @app.exception_handler(LookupError)
+    async def _missing(_: Request, exc: LookupError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.args[0]) if exc.args else "not found"}, 404)
+
+    return app

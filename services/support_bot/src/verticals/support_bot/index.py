@@ -1,0 +1,170 @@
+"""A tenant's two indexes: FAISS (IndexIDMap2 over inner product, ids = entry primary keys, so
+upserts and deletes touch only their rows) and BM25 (bm25s, rebuilt lazily after changes; it has
+no incremental update), fused by reciprocal rank fusion. Both persist to a folder."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import faiss
+import numpy as np
+import Stemmer
+
+from verticals.support_bot.text import EntryIn
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    out = bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
+    )
+    return out  # type: ignore[return-value]
+
+
+def rrf(
+    rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: sum of w/(k + rank) over the rankings, best first."""
+    scores: dict[int, float] = {}
+    for i, ranking in enumerate(rankings):
+        w = weights[i] if weights else 1.0
+        for rank, pk in enumerate(ranking, start=1):
+            scores[pk] = scores.get(pk, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+class TenantIndex:
+    """Thread-safe: one lock guards both indexes and the entry map."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self.entries: dict[int, EntryIn] = {}
+        self._bm25: bm25s.BM25 | None = None
+        self._bm25_pks: list[int] = []
+        self._dirty = True
+        self.lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return int(self.faiss.ntotal)
+
+    # changes -------------------------------------------------------------------------------
+    def upsert(self, items: Sequence[tuple[int, EntryIn]], vectors: np.ndarray) -> None:
+        ids = np.asarray([pk for pk, _ in items], dtype=np.int64)
+        with self.lock:
+            self.faiss.remove_ids(ids)
+            self.faiss.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            for pk, entry in items:
+                self.entries[pk] = entry
+            self._dirty = True
+
+    def remove(self, pks: Sequence[int]) -> None:
+        if not pks:
+            return
+        with self.lock:
+            self.faiss.remove_ids(np.asarray(pks, dtype=np.int64))
+            for pk in pks:
+                self.entries.pop(pk, None)
+            self._dirty = True
+
+    def _ensure_bm25(self) -> None:
+        if not self._dirty:
+            return
+        pks = sorted(self.entries)
+        if pks:
+            model = bm25s.BM25()
+            tokens = tokenize(
+                [
+                    self.entries[pk].index_text()
+                    + " "
+                    + " ".join([*self.entries[pk].tags, self.entries[pk].category])
+                    for pk in pks
+                ]
+            )
+            model.index(tokens, show_progress=False)
+            self._bm25 = model
+        else:
+            self._bm25 = None
+        self._bm25_pks = pks
+        self._dirty = False
+
+    # search --------------------------------------------------------------------------------
+    def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        with self.lock:
+            if not len(self):
+                return []
+            scores, ids = self.faiss.search(
+                query.reshape(1, -1).astype(np.float32), min(k, len(self))
+            )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def sparse(self, query: str, k: int) -> list[tuple[int, float]]:
+        tokens = tokenize([query])[0]
+        with self.lock:
+            self._ensure_bm25()
+            if self._bm25 is None or not tokens:
+                return []
+            known = [t for t in tokens if t in self._bm25.vocab_dict]
+            if not known:
+                return []
+            docs, scores = self._bm25.retrieve(
+                [known], k=min(k, len(self._bm25_pks)), show_progress=False, n_threads=1
+            )
+            pks = self._bm25_pks
+        return [(pks[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def vectors(self, pks: Sequence[int]) -> np.ndarray:
+        with self.lock:
+            return (
+                np.vstack([self.faiss.reconstruct(int(pk)) for pk in pks])
+                if pks
+                else np.zeros((0, self.dimension), dtype=np.float32)
+            )
+
+    # persistence ---------------------------------------------------------------------------
+    def save(self, folder: Path, manifest: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self._ensure_bm25()
+            tmp = folder / "faiss.index.tmp"
+            faiss.write_index(self.faiss, str(tmp))
+            tmp.replace(folder / "faiss.index")
+            if self._bm25 is not None:
+                self._bm25.save(str(folder / "bm25"), show_progress=False)
+            body = {**manifest, "count": len(self), "bm25_pks": self._bm25_pks}
+        (folder / "manifest.tmp").write_text(json.dumps(body))
+        (folder / "manifest.tmp").replace(folder / "manifest.json")
+
+    @classmethod
+    def load(
+        cls, folder: Path, entries: dict[int, EntryIn], expect: dict[str, Any]
+    ) -> TenantIndex | None:
+        """The saved index if it matches ``expect`` (encoder version) and the stored entries."""
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            if any(manifest.get(k) != v for k, v in expect.items()):
+                return None
+            index = faiss.read_index(str(folder / "faiss.index"))
+        except (OSError, ValueError, RuntimeError):
+            return None
+        ids = faiss.vector_to_array(index.id_map) if hasattr(index, "id_map") else None
+        if ids is None or set(ids.tolist()) != set(entries):
+            return None
+        out = cls(index.d)
+        out.faiss = index
+        out.entries = dict(entries)
+        pks = manifest.get("bm25_pks", [])
+        if pks == sorted(entries) and (folder / "bm25").is_dir():
+            try:
+                out._bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False)
+                out._bm25_pks = pks
+                out._dirty = False
+            except (OSError, ValueError):
+                out._dirty = True
+        return out

@@ -1,0 +1,120 @@
+"""API models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class TenantCreate(BaseModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = Field("", max_length=200)
+
+
+class TenantKeys(BaseModel):
+    tenant: str
+    admin_key: str | None = None
+    widget_key: str | None = None
+
+
+class FaqEntry(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    category: str = ""
+    tags: list[str] = []
+    url: str = ""
+    paraphrases: list[str] = []
+
+
+class FaqBatch(BaseModel):
+    entries: list[FaqEntry] = Field(min_length=1)
+
+
+class DocumentIn(BaseModel):
+    id: str = Field(min_length=1, max_length=100)
+    content: str = Field(min_length=1)
+    format: Literal["markdown", "html", "text"] = "markdown"
+    title: str = ""
+    url: str = ""
+
+
+class EntryOut(BaseModel):
+    id: str
+    kind: str
+    title: str
+    heading: str
+    body: str
+    category: str
+    tags: list[str]
+    url: str
+    source: str
+    paraphrases: list[str]
+
+
+class Changed(BaseModel):
+    tenant: str
+    count: int
+
+
+class ChatRequest(BaseModel):
+    tenant: str = Field(min_length=1, max_length=64)
+    session_id: str = Field(pattern=SESSION_PATTERN)
+    message: str = Field(min_length=1, max_length=20_000)
+
+
+class Citation(BaseModel):
+    id: str
+    title: str
+    heading: str = ""
+    url: str = ""
+
+
+class ChatResponse(BaseModel):
+    kind: Literal["answer", "clarify", "handoff"]
+    text: str
+    confidence: float
+    citations: list[Citation]
+    session_id: str
+    message_id: int
+    handoff_id: int | None = None
+    intent: dict[str, Any] | None = None
+    reworded: bool = False
+
+
+class MessageOut(BaseModel):
+    id: int
+    role: str
+    text: str
+    kind: str
+    citations: list[Citation]
+    created_at: str
+
+
+class HandoffOut(BaseModel):
+    id: int
+    tenant: str
+    session_id: str
+    question: str
+    reason: str
+    status: str
+    created_at: str
+    transcript: list[MessageOut] = []
+
+
+class StaffReply(BaseModel):
+    tenant: str
+    text: str = Field(min_length=1, max_length=20_000)
+    entry_id: str | None = None
+    """The knowledge-base entry that resolved the question (becomes fine-tuning data)."""
+    close: bool = True
+
+
+class FeedbackIn(BaseModel):
+    tenant: str
+    session_id: str = Field(pattern=SESSION_PATTERN)
+    message_id: int
+    rating: Literal["up", "down"]

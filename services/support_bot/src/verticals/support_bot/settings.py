@@ -1,0 +1,53 @@
+"""The support bot's one settings object (environment prefix ``VERTICALS_SUPPORT_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from verticals.serving.settings import ServiceSettings
+
+SERVICE = "support_bot"
+
+
+class SupportSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VERTICALS_SUPPORT_", frozen=True, extra="ignore")
+
+    port: int = 8020
+    encoder_task: str = "support-encoder"
+    """Registry task of the encoder; the base all-MiniLM-L6-v2 is used until one is promoted."""
+    intent_task_prefix: str = "support-intent-"
+    """A tenant's optional intent classifier is the registry task ``<prefix><tenant>``."""
+    handoff_threshold: float = Field(0.3, ge=0, le=1)
+    """Confidence below which the bot hands off; replaced by a tenant's calibrated value."""
+    ambiguity_margin: float = Field(0.1, ge=0, le=1)
+    """Clarify when the top two candidates' probabilities are closer than this (Rasa: 0.1)."""
+    temperature: float = Field(0.05, gt=0)
+    """Softmax temperature turning candidate cosine similarities into probabilities."""
+    candidates: int = Field(30, gt=0, le=200)
+    rrf_k: int = Field(10, gt=0)
+    """Reciprocal rank fusion constant and per-retriever weights, chosen on the validation half
+    of the sample question set (k=60 with equal weights fell below dense retrieval there)."""
+    dense_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(0.3, ge=0)
+    session_turns: int = Field(6, ge=0, le=50)
+    max_message_chars: int = Field(2000, gt=0)
+    max_entry_chars: int = Field(20_000, gt=0)
+    max_entries_per_request: int = Field(5_000, gt=0)
+    redact_pii: bool = True
+    """Redact e-mail addresses, phone and card numbers in logs and stored transcripts."""
+    llm_url: str = ""
+    """An OpenAI-compatible base URL (``.../v1``) to reword answers; empty: extractive only."""
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr = SecretStr("")
+    llm_timeout_s: float = Field(8.0, gt=0)
+    webhook_url: str = ""
+    """POSTed a JSON body for every new handoff when set."""
+    cors_origins: tuple[str, ...] = ("*",)
+    sample_dir: Path = Path(__file__).resolve().parents[5] / "shared" / "support_bot"
+    """The shipped sample knowledge base (``verticals support up``)."""
+
+    def index_dir(self) -> Path:
+        return self.data_dir / "support_index"
