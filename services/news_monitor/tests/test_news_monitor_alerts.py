@@ -19,13 +19,14 @@ RULES = RulesConfig.model_validate(
                 "scopes": ["topic", "ticker"],
                 "window_seconds": 300,
                 "min_volume": 6,
-                "min_negative": 4,
+                "min_negative": 8,
                 "min_share": 0.5,
                 "z_threshold": 3.0,
                 "prior_mean": 0.3,
                 "prior_std": 0.1,
                 "min_std": 0.08,
                 "cooldown_seconds": 1200,
+                "ewma_alpha": 0.1,
             }
         ],
     }
@@ -40,8 +41,8 @@ def feed(seed: int = 1, spike_at: int = 3600, minutes: int = 120) -> list[Observ
         ts = i * 30.0
         topic = rng.choice(["markets", "macro"])
         out.append(Observation(f"n{i}", ts, (f"topic:{topic}",), rng.random() < 0.25, 0.5, "t"))
-    for j in range(20):
-        ts = spike_at + j * 30.0
+    for j in range(30):
+        ts = spike_at + j * 20.0
         out.append(
             Observation(f"s{j}", ts + 1, ("topic:regulation_legal", "ticker:X"), True, 0.9, "bad")
         )
@@ -92,19 +93,26 @@ def test_restart_from_exported_state_neither_loses_nor_duplicates() -> None:
 
 def test_cooldown_and_a_key_whose_baseline_is_high() -> None:
     rng = random.Random(3)
-    obs = [Observation(f"b{i}", i * 30.0, ("ticker:Y",), rng.random() < 0.2, 0.5, "t")
-           for i in range(480)]  # four hours of ordinary news on Y
+    obs = [
+        Observation(f"b{i}", i * 30.0, ("ticker:Y",), rng.random() < 0.2, 0.5, "t")
+        for i in range(480)
+    ]  # four hours of ordinary news on Y
     for name, start in (("a", 3600), ("b", 3600 + 720), ("c", 3 * 3600)):
-        obs += [Observation(f"{name}{j}", start + j * 20.0 + 1, ("ticker:Y",), True, 0.9, "bad")
-                for j in range(15)]
+        obs += [
+            Observation(f"{name}{j}", start + j * 20.0 + 1, ("ticker:Y",), True, 0.9, "bad")
+            for j in range(15)
+        ]
     obs.sort(key=lambda o: (o.event_ts, o.id))
     alerts = AlertEngine(RULES).process(obs)
     # spike b is inside a's cool-down (20 minutes): one alert for a, one for c
-    assert [round(a.window_end.timestamp() / 3600, 1) for a in alerts] == [1.1, 3.1]
-    always = [Observation(f"k{i}", i * 30.0, ("ticker:Z",), i % 5 != 0, 0.8, "t")
-              for i in range(480)]
-    # a key that is always 80% negative from the start: its baseline learns it, no alert
-    assert AlertEngine(RULES).process(always) == []
+    assert [a.window_end.timestamp() // 600 for a in alerts] == [6, 18]  # 1:0x and 3:0x
+    always = [
+        Observation(f"k{i}", i * 30.0, ("ticker:Z",), i % 5 != 0, 0.8, "t") for i in range(480)
+    ]
+    # a new key that is 80% negative from the start: one alert against the prior, then its
+    # own baseline learns the level and it stays quiet
+    (only,) = AlertEngine(RULES).process(always)
+    assert only.window_end.timestamp() <= 900
 
 
 def test_shipped_rules_load_and_bad_rules_are_named() -> None:

@@ -116,6 +116,9 @@ class KeyState:
     last_end: int = -1
     """Bucket index of the last evaluated window end."""
     cooldown_until: int = -1
+    lagged: list[list[float]] = field(default_factory=list)
+    """(mean, var) after each of the last window-width evaluations: the window is compared with
+    the baseline from before it began, so a rising spike is not absorbed into its own baseline."""
 
 
 def alert_id(rule: str, key: str, end_bucket: int) -> str:
@@ -237,29 +240,31 @@ class AlertEngine:
             return None
         share = negative / total
         value = share if rule.metric == "negative_share" else float(negative)
+        mean, var = state.lagged[0] if len(state.lagged) >= width else (state.mean, state.var)
         # sampling noise of this window's metric under the baseline (binomial / Poisson), so
         # small windows need a larger deviation than big ones
-        p = min(max(state.mean, 0.0), 1.0)
+        p = min(max(mean, 0.0), 1.0)
         noise = (
             math.sqrt(p * (1 - p) / total)
             if rule.metric == "negative_share"
-            else math.sqrt(max(state.mean, 0.0))
+            else math.sqrt(max(mean, 0.0))
         )
-        std = max(math.sqrt(state.var), noise, rule.min_std)
-        z = (value - state.mean) / std
+        std = max(math.sqrt(var), noise, rule.min_std)
+        z = (value - mean) / std
         fire = (
             z >= rule.z_threshold
             and negative >= rule.min_negative
             and share >= rule.min_share
             and end > state.cooldown_until
         )
-        baseline, baseline_std = state.mean, std
+        baseline, baseline_std = mean, std
         # the baseline follows the key, but an anomalous window moves it only a little
         alpha = rule.ewma_alpha / 4 if z >= rule.z_threshold else rule.ewma_alpha
         diff = value - state.mean
         state.mean += alpha * diff
         state.var = (1 - alpha) * (state.var + alpha * diff * diff)
         state.windows += 1
+        state.lagged = [*state.lagged, [state.mean, state.var]][-width:]
         if not fire:
             return None
         state.cooldown_until = end + rule.cooldown_seconds // self.bucket_s

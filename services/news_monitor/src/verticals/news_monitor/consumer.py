@@ -224,6 +224,7 @@ class NewsMonitor:
         for (msg, item), record in zip(good, records, strict=True):
             record["source_partition"] = msg.partition
             record["source_offset"] = msg.offset
+            record["source_timestamp_ms"] = msg.timestamp
             futures.append(
                 self.producer.send(
                     self.settings.output_topic,

@@ -52,6 +52,8 @@ class EnrichedItem(NewsItem):
     classified_at: datetime
     source_partition: int
     source_offset: int
+    source_timestamp_ms: int
+    """Kafka timestamp of the input record (publish time): the start of the latency."""
 
 
 class Evidence(BaseModel):

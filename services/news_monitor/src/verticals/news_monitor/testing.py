@@ -1,0 +1,79 @@
+"""Helpers for tests and benchmarks of the monitor against a real broker (no fakes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from verticals.news_monitor.settings import NewsSettings
+
+
+def make_settings(bootstrap: str, tag: str, data_dir: Path, **overrides: Any) -> NewsSettings:
+    prefix = "t" + hashlib.sha1(tag.encode()).hexdigest()[:8]
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "input_topic": f"{prefix}.raw",
+        "output_topic": f"{prefix}.enriched",
+        "dlq_topic": f"{prefix}.dlq",
+        "alerts_topic": f"{prefix}.alerts",
+        "group_id": f"{prefix}-group",
+        "data_dir": data_dir,
+        "partitions": 3,
+        "max_batch": 16,
+        "poll_timeout_ms": 100,
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 1000,
+        "request_timeout_ms": 10_000,
+        "lag_interval_s": 0.3,
+        "webhook_backoff_s": 0.1,
+        "webhook_timeout_s": 1.0,
+        **overrides,
+    }
+    return NewsSettings(**values)
+
+
+def news(n: int, prefix: str = "n", **fields: Any) -> list[bytes]:
+    """``n`` valid news items as published bytes."""
+    titles = [
+        "Atlas Freight beats estimates as quarterly profit jumps",
+        "Euro zone inflation steady in latest reading",
+        "Regulators fine Mariner Insurance over compliance failures",
+        "Bitcoin slides as exchange halts withdrawals",
+    ]
+    return [
+        json.dumps(
+            {
+                "id": f"{prefix}-{i}",
+                "published_at": f"2026-03-02T09:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "source": "test",
+                "title": titles[i % len(titles)],
+                "tickers": [["ATF"], [], ["MRIN"], []][i % 4],
+                **fields,
+            }
+        ).encode()
+        for i in range(n)
+    ]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout:.0f}s")
+
+
+def topic_values(settings: NewsSettings, topic: str, timeout: float = 1.0) -> list[Any]:
+    from verticals.news_monitor.feed import read_topic
+
+    return list(read_topic(settings, topic, timeout))
+
+
+def output_ids(settings: NewsSettings) -> list[str]:
+    return [json.loads(m.value)["id"] for m in topic_values(settings, settings.output_topic)]
