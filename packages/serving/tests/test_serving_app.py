@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from verticals.core.settings import SettingsError
+from verticals.serving.app import create_app
+from verticals.serving.auth import hash_api_key, key_matches, new_api_key, require_admin_key
+from verticals.serving.database import Base, Database
+from verticals.serving.settings import ServiceSettings, load_settings
+
+
+class DemoSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VERTICALS_DEMO_", frozen=True)
+
+
+class Echo(BaseModel):
+    text: str
+    count: int
+
+
+def make_app(**overrides: object) -> FastAPI:
+    settings = DemoSettings(max_request_bytes=200, **overrides)  # type: ignore[arg-type]
+    router = APIRouter()
+    admin = require_admin_key(lambda: settings.admin_api_key.get_secret_value())
+
+    @router.post("/echo")
+    def echo(body: Echo) -> Echo:
+        return body
+
+    @router.get("/secret", dependencies=[Depends(admin)])
+    def secret() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    return create_app("demo", settings, [router])
+
+
+def test_health_metrics_and_request_ids() -> None:
+    client = TestClient(make_app())
+    response = client.get("/health", headers={"x-request-id": "abc123"})
+    assert response.json()["status"] == "ok" and response.headers["x-request-id"] == "abc123"
+    client.post("/echo", json={"text": "hi", "count": 1})
+    metrics = client.get("/metrics").text
+    assert 'http_requests_total{method="POST",route="/echo",service="demo",status="200"}' in metrics
+    assert "/openapi.json" in client.get("/docs").text
+
+
+def test_bad_input_gets_a_readable_4xx() -> None:
+    client = TestClient(make_app())
+    response = client.post("/echo", json={"text": "hi", "count": "many"})
+    assert response.status_code == 422
+    assert "body.count" in response.json()["detail"]
+    big = client.post("/echo", json={"text": "x" * 500, "count": 1})
+    assert big.status_code == 413 and "200 bytes" in big.json()["detail"]
+
+
+def test_admin_key_is_required() -> None:
+    client = TestClient(make_app(admin_api_key="s3cret"))
+    assert client.get("/secret").status_code == 401
+    assert client.get("/secret", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get("/secret", headers={"X-API-Key": "s3cret"}).json() == {"ok": "yes"}
+
+
+def test_api_keys_are_stored_hashed() -> None:
+    key = new_api_key("wk")
+    stored = hash_api_key(key)
+    assert key not in stored and key_matches(key, stored) and not key_matches(key + "x", stored)
+
+
+def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VERTICALS_DEMO_PORT", "eighty")
+    with pytest.raises(SettingsError, match="VERTICALS_DEMO_PORT"):
+        load_settings(DemoSettings)
+    monkeypatch.delenv("VERTICALS_DEMO_PORT")
+    monkeypatch.setenv("VERTICALS_DEMO_ENVIRONMENT", "production")
+    with pytest.raises(SettingsError, match="admin_api_key must be changed"):
+        load_settings(DemoSettings)
+
+
+class Tables(Base):
+    __abstract__ = True
+
+
+class Note(Tables):
+    __tablename__ = "notes"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+
+
+def test_database_rolls_back_on_error(tmp_path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x' / 'demo.db'}")
+    db.create_all(Tables)  # type: ignore[arg-type]
+    with db.session() as session:
+        session.add(Note(id="a"))
+    with pytest.raises(RuntimeError), db.session() as session:
+        session.add(Note(id="b"))
+        raise RuntimeError("boom")
+    with db.session() as session:
+        assert session.scalars(select(Note.id)).all() == ["a"]
