@@ -141,7 +141,7 @@ def metrics(ranks: np.ndarray, tops: np.ndarray, n_items: int) -> dict[str, floa
     }
 
 
-def tune(
+def tune_weights(
     data: MovieLens,
     vectors: np.ndarray,
     settings: RecommenderSettings,
@@ -170,12 +170,13 @@ def tune(
             if best is None or m["ndcg@10"] > best[0]:
                 best = (
                     m["ndcg@10"],
-                    ScorerWeights(text=row[0], popularity=row[1], cooccurrence=row[2]),
+                    ScorerWeights(
+                        text=float(row[0]), popularity=float(row[1]), cooccurrence=float(row[2])
+                    ),
                     window,
                 )
-        log(
-            f"validation, window {window}: best so far {best[1]} window {best[2]} ndcg@10 {best[0]}"
-        )
+        assert best is not None
+        log(f"validation, window {window}: best {best[1]} window {best[2]} ndcg@10 {best[0]}")
     assert best is not None
     return best[1], best[2], trials
 
@@ -217,7 +218,7 @@ def run_evaluation(
     log(f"MovieLens: {len(data.texts)} items, {len(data.events)} positives, {len(data.test)} users")
     vectors = encode_items(encoder, data.texts, settings.data_dir / "cache")
     chosen, window, trials = (
-        globals()["tune"](data, vectors, settings, log)
+        tune_weights(data, vectors, settings, log)
         if tune
         else (settings.variant_a, settings.cooccurrence_window, [])
     )

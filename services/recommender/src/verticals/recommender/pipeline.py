@@ -128,8 +128,11 @@ class Recommender:
 
     # ---- catalog -------------------------------------------------------------------------
 
-    def upsert_items(self, items: Sequence[ItemIn]) -> tuple[int, int]:
-        """Encode and store; returns (created, updated). Duplicate ids reject the whole batch."""
+    def upsert_items(
+        self, items: Sequence[ItemIn], vectors: np.ndarray | None = None
+    ) -> tuple[int, int]:
+        """Encode (unless unit ``vectors`` are given) and store; returns (created, updated).
+        Duplicate ids reject the whole batch."""
         if len(items) > self.settings.max_batch:
             raise RecommenderError(
                 f"batch of {len(items)} items is over the limit of {self.settings.max_batch}", 413
@@ -137,9 +140,10 @@ class Recommender:
         dupes = [i for i, n in Counter(it.id for it in items).items() if n > 1]
         if dupes:
             raise RecommenderError(f"duplicate item id(s) in the batch: {', '.join(dupes[:10])}")
-        vectors = self.encoder.encode([it.text() for it in items]) if items else None
-        if vectors is None:
+        if not items:
             return 0, 0
+        if vectors is None:
+            vectors = self.encoder.encode([it.text() for it in items])
         payload = [it.model_dump() for it in items]
         with self.lock:
             with self.store.session() as session:
