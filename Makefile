@@ -35,6 +35,12 @@ typecheck: setup
 test: setup lint typecheck
 	$(BIN)/pytest -q
 
+up: setup
+	$(BIN)/verticals up
+
+down:
+	$(BIN)/verticals down
+
 test-slow: setup
 	$(BIN)/pytest -q -m slow
 

@@ -221,9 +221,14 @@ def export(task: str, version: Annotated[int | None, typer.Argument()] = None) -
 
 
 def _add_plugins() -> None:
+    """Plug-ins are typer apps (sub-command groups) or plain functions (single commands)."""
     for ep in entry_points(group="verticals.commands"):
         try:
-            app.add_typer(ep.load(), name=ep.name)
+            plugin = ep.load()
+            if isinstance(plugin, typer.Typer):
+                app.add_typer(plugin, name=ep.name)
+            else:
+                app.command(name=ep.name)(plugin)
         except Exception as exc:  # a broken plugin must not take the whole CLI down
             typer.secho(f"warning: sub-command '{ep.name}' failed to load: {exc}", err=True)
 
