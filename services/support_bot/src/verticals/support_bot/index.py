@@ -1,6 +1,8 @@
-"""A tenant's two indexes: FAISS (IndexIDMap2 over inner product, ids = entry primary keys, so
-upserts and deletes touch only their rows) and BM25 (bm25s, rebuilt lazily after changes; it has
-no incremental update), fused by reciprocal rank fusion. Both persist to a folder."""
+"""A tenant's two indexes: FAISS (IndexIDMap2 over inner product; each entry has two vectors, its
+full text and its question alone, under ids 2*pk and 2*pk+1, so upserts and deletes touch only
+their rows and an entry scores the better of the two) and BM25 (bm25s, rebuilt lazily after
+changes; it has no incremental update), fused by reciprocal rank fusion. Both persist to a
+folder."""
 
 from __future__ import annotations
 
@@ -52,14 +54,19 @@ class TenantIndex:
         self.lock = threading.RLock()
 
     def __len__(self) -> int:
-        return int(self.faiss.ntotal)
+        return len(self.entries)
 
     # changes -------------------------------------------------------------------------------
-    def upsert(self, items: Sequence[tuple[int, EntryIn]], vectors: np.ndarray) -> None:
-        ids = np.asarray([pk for pk, _ in items], dtype=np.int64)
+    def upsert(
+        self, items: Sequence[tuple[int, EntryIn]], full: np.ndarray, short: np.ndarray
+    ) -> None:
+        """``full``: vectors of the entries' texts; ``short``: of their questions (or titles)."""
+        pks = np.asarray([pk for pk, _ in items], dtype=np.int64)
+        ids = np.concatenate([pks * 2, pks * 2 + 1])
+        vectors = np.ascontiguousarray(np.vstack([full, short]), dtype=np.float32)
         with self.lock:
             self.faiss.remove_ids(ids)
-            self.faiss.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self.faiss.add_with_ids(vectors, ids)
             for pk, entry in items:
                 self.entries[pk] = entry
             self._dirty = True
@@ -67,8 +74,9 @@ class TenantIndex:
     def remove(self, pks: Sequence[int]) -> None:
         if not pks:
             return
+        ids = np.asarray(pks, dtype=np.int64)
         with self.lock:
-            self.faiss.remove_ids(np.asarray(pks, dtype=np.int64))
+            self.faiss.remove_ids(np.concatenate([ids * 2, ids * 2 + 1]))
             for pk in pks:
                 self.entries.pop(pk, None)
             self._dirty = True
@@ -87,8 +95,11 @@ class TenantIndex:
                     for pk in pks
                 ]
             )
-            model.index(tokens, show_progress=False)
-            self._bm25 = model
+            if any(tokens):  # bm25s cannot index a corpus without a single token
+                model.index(tokens, show_progress=False)
+                self._bm25 = model
+            else:
+                self._bm25 = None
         else:
             self._bm25 = None
         self._bm25_pks = pks
@@ -97,12 +108,16 @@ class TenantIndex:
     # search --------------------------------------------------------------------------------
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         with self.lock:
-            if not len(self):
+            if not self.faiss.ntotal:
                 return []
             scores, ids = self.faiss.search(
-                query.reshape(1, -1).astype(np.float32), min(k, len(self))
+                query.reshape(1, -1).astype(np.float32), min(2 * k, int(self.faiss.ntotal))
             )
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        best: dict[int, float] = {}
+        for i, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
+            if i >= 0 and i // 2 not in best:  # results come best first
+                best[i // 2] = float(score)
+        return list(best.items())[:k]
 
     def sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         tokens = tokenize([query])[0]
@@ -119,13 +134,16 @@ class TenantIndex:
             pks = self._bm25_pks
         return [(pks[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
-    def vectors(self, pks: Sequence[int]) -> np.ndarray:
+    def cosines(self, pks: Sequence[int], query: np.ndarray) -> list[float]:
+        """Each entry's better score of its two vectors against ``query``."""
         with self.lock:
-            return (
-                np.vstack([self.faiss.reconstruct(int(pk)) for pk in pks])
-                if pks
-                else np.zeros((0, self.dimension), dtype=np.float32)
-            )
+            return [
+                max(
+                    float(self.faiss.reconstruct(2 * int(pk)) @ query),
+                    float(self.faiss.reconstruct(2 * int(pk) + 1) @ query),
+                )
+                for pk in pks
+            ]
 
     # persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, manifest: dict[str, Any]) -> None:
@@ -154,7 +172,7 @@ class TenantIndex:
         except (OSError, ValueError, RuntimeError):
             return None
         ids = faiss.vector_to_array(index.id_map) if hasattr(index, "id_map") else None
-        if ids is None or set(ids.tolist()) != set(entries):
+        if ids is None or set((ids // 2).tolist()) != set(entries) or len(ids) != 2 * len(entries):
             return None
         out = cls(index.d)
         out.faiss = index

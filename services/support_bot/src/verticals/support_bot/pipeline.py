@@ -31,6 +31,10 @@ FOLLOW_UP = re.compile(
 )
 
 
+CONTEXT_WEIGHT = 0.4
+"""Weight of the previous turn in a follow-up's query vector."""
+
+
 class UnknownTenant(LookupError):
     pass
 
@@ -220,11 +224,20 @@ class SupportBot:
         index = TenantIndex(self.encoder.dimension)
         items = list(entries.items())
         if items:
-            index.upsert(items, self.encoder.encode([e.index_text() for _, e in items]))
+            index.upsert(items, *self._vectors([e for _, e in items]))
         with self._lock:
             self.indexes[tenant] = index
         self._save(tenant)
         return len(items)
+
+    def _vectors(self, entries: Sequence[EntryIn]) -> tuple[np.ndarray, np.ndarray]:
+        """Full-text vectors and question vectors (passages reuse their full-text vector)."""
+        full = self.encoder.encode([e.index_text() for e in entries])
+        short = full.copy()
+        rows = [i for i, e in enumerate(entries) if e.short_text()]
+        if rows:
+            short[rows] = self.encoder.encode([entries[i].short_text() or "" for i in rows])
+        return full, short
 
     def _save(self, tenant: str) -> None:
         if self.persist:
@@ -243,9 +256,9 @@ class SupportBot:
                 raise InputError(
                     f"entry {e.id!r} is over {self.settings.max_entry_chars} characters"
                 )
-        vectors = self.encoder.encode([e.index_text() for e in entries])  # before storing
+        vectors = self._vectors(entries)  # before storing: an encoder failure stores nothing
         items = self.store.upsert(tenant, entries)
-        self.index(tenant).upsert(items, vectors)
+        self.index(tenant).upsert(items, *vectors)
         self._save(tenant)
         return len(items)
 
@@ -311,7 +324,7 @@ class SupportBot:
         cosines = dict(dense)
         missing = [pk for pk, _ in fused if pk not in cosines]
         if missing:
-            cosines.update(zip(missing, (index.vectors(missing) @ qvec).tolist(), strict=True))
+            cosines.update(zip(missing, index.cosines(missing, qvec), strict=True))
         out = [Candidate(pk, index.entries[pk], s, float(cosines[pk])) for pk, s in fused]
         _softmax_probs(out, self.settings.temperature)
         return out
@@ -373,19 +386,14 @@ class SupportBot:
                 "label": head[name].get("label"),
                 "score": head[name].get("score"),
             }
+        vector = None
+        if query != message:  # follow-up: the message leads, the previous turn gives context
+            both = self.encoder.encode([message, query])
+            vector = both[0] * (1 - CONTEXT_WEIGHT) + both[1] * CONTEXT_WEIGHT
+            vector = vector / np.linalg.norm(vector)
         candidates = self.retrieve(
-            tenant, query, boost_category=intent["label"] if intent else None
+            tenant, query, vector=vector, boost_category=intent["label"] if intent else None
         )
-        repeated = (
-            follow_up
-            and previous_bot is not None
-            and bool(previous_bot.citations)
-            and len(candidates) > 1
-            and candidates[0].entry.id == previous_bot.citations[0].get("id")
-        )
-        if repeated:  # a follow-up asks something new: do not repeat the entry just given
-            candidates = [*candidates[1:2], candidates[0], *candidates[2:]]
-            _softmax_probs(candidates, self.settings.temperature)
         policy = self.policy(tenant)
         kind = decide(candidates, policy)
         confidence = candidates[0].cosine if candidates else 0.0

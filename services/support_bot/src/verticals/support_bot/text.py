@@ -60,6 +60,10 @@ class EntryIn:
     source: str = ""
     paraphrases: list[str] = field(default_factory=list)
 
+    def short_text(self) -> str | None:
+        """An FAQ's question alone (paraphrased queries match it best); None for passages."""
+        return self.title if self.kind == "faq" else None
+
     def index_text(self) -> str:
         """What both retrievers see."""
         head = " / ".join(p for p in (self.title, self.heading) if p)
