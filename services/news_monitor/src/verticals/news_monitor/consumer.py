@@ -158,12 +158,18 @@ class NewsMonitor:
         self.sink.start()
         for alert in self.store.undelivered_alerts():  # webhooks owed from before a restart
             self.sink.submit(alert)
-        self.consumer = make_consumer(self.settings, self.client_id)
-        self.producer = make_producer(self.settings)
         self.status["running"] = True
         try:
             while not self._stop.is_set():
-                self.poll_once()
+                try:
+                    if self.consumer is None:
+                        self.consumer = make_consumer(self.settings, self.client_id)
+                    if self.producer is None:
+                        self.producer = make_producer(self.settings)
+                    self.poll_once()
+                except Exception as exc:  # e.g. the broker is not reachable yet: retry
+                    self._error("client", exc)
+                    self._stop.wait(1.0)
         finally:
             self.status["running"] = False
             self._close()

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from verticals.news_monitor.alerts import Observation
 from verticals.news_monitor.schemas import Alert
@@ -97,15 +98,18 @@ class NewsStore:
                         title=obs.title,
                     )
                 )
-            for rule, key, values in state["keys"]:
-                s.merge(EngineStateRow(rule=rule, key=key, state=json.dumps(values)))
-            s.merge(
-                EngineStateRow(
-                    rule=WATERMARK[0],
-                    key=WATERMARK[1],
-                    state=json.dumps({"max_event_ts": state["max_event_ts"]}),
-                )
+            rows = [
+                {"rule": rule, "key": key, "state": json.dumps(values)}
+                for rule, key, values in state["keys"]
+            ]
+            rows.append(
+                {
+                    "rule": WATERMARK[0],
+                    "key": WATERMARK[1],
+                    "state": json.dumps({"max_event_ts": state["max_event_ts"]}),
+                }
             )
+            self._upsert_state(s, rows)
             alert_ids = [a.id for a in alerts]
             stored = set(s.scalars(select(AlertRow.id).where(AlertRow.id.in_(alert_ids))))
             for alert in alerts:
@@ -126,6 +130,21 @@ class NewsStore:
                     )
                 )
         return fresh
+
+    def _upsert_state(self, session: Session, rows: list[dict[str, str]]) -> None:
+        """One statement for all keys on SQLite and PostgreSQL; row by row elsewhere."""
+        dialect = self.db.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = sqlite if dialect == "sqlite" else postgresql
+            stmt = module.insert(EngineStateRow).values(rows)
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["rule", "key"], set_={"state": stmt.excluded.state}
+                )
+            )
+        else:
+            for row in rows:
+                session.merge(EngineStateRow(**row))
 
     def known_ids(self, ids: list[str]) -> set[str]:
         """Which of these items were stored by an earlier batch (redeliveries)."""
