@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from verticals.recommender.catalog import Filters
 from verticals.recommender.pipeline import Recommender, RecommenderError
@@ -27,7 +28,7 @@ from verticals.serving.app import create_app
 from verticals.serving.auth import require_admin_key
 
 
-def get_engine(request: Request) -> Recommender:
+async def get_engine(request: Request) -> Recommender:
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
@@ -48,7 +49,7 @@ def _fail(exc: RecommenderError) -> HTTPException:
     return HTTPException(exc.status, str(exc))
 
 
-def get_filters(
+async def get_filters(
     engine: Engine,
     category: Annotated[list[str] | None, Query(description="Repeat or comma-separate.")] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
@@ -68,12 +69,18 @@ K = Annotated[int, Query(ge=1, description="How many items.")]
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse)
-def recommendations(
+async def recommendations(
     user_id: str, engine: Engine, filters: FilterDep, k: K = 10, q: str | None = None
 ) -> dict[str, Any]:
-    """Personal recommendations; a new user gets trending items (or matches for ``q``)."""
+    """Personal recommendations; a new user gets trending items (or matches for ``q``).
+
+    Ranking without a query takes about a millisecond and runs on the event loop; a query
+    needs the encoder and runs in the thread pool."""
     try:
-        variant, ranked = engine.recommend(user_id, k, filters, q)
+        if q:
+            variant, ranked = await run_in_threadpool(engine.recommend, user_id, k, filters, q)
+        else:
+            variant, ranked = engine.recommend(user_id, k, filters)
     except RecommenderError as exc:
         raise _fail(exc) from None
     return {
@@ -86,7 +93,7 @@ def recommendations(
 
 
 @router.get("/items/{item_id}/similar", response_model=RecommendationResponse)
-def similar(item_id: str, engine: Engine, filters: FilterDep, k: K = 10) -> dict[str, Any]:
+async def similar(item_id: str, engine: Engine, filters: FilterDep, k: K = 10) -> dict[str, Any]:
     """Items like this one (text neighbours blended with co-occurrence)."""
     try:
         ranked = engine.similar(item_id, k, filters)

@@ -119,6 +119,7 @@ def finetune_from_log(
     max_pairs: int = 4000,
     epochs: int = 1,
     log: Callable[[str], None] = print,
+    registry: Any = None,
 ) -> dict[str, Any]:
     """Fine-tune on the service's event log; promote only if the offline gate passes."""
     from verticals.core.inference import Encoder
@@ -133,8 +134,8 @@ def finetune_from_log(
     if len(pairs) < 20:
         return {"promoted": False, "reason": f"only {len(pairs)} training pairs"}
     log(f"{len(pairs)} pairs from {len(data.events)} interactions; {len(data.test)} users held out")
-    registry = ModelRegistry.default()
-    current = load_encoder(settings)
+    registry = registry or ModelRegistry.default()
+    current = load_encoder(settings, registry)
     outcome = train_encoder(pairs, settings.encoder_task, registry, epochs, show_progress=True)
     candidate = Encoder.from_directory(outcome.path)
     scorer = {"served": settings.variant_a.model_copy(update={"mmr_lambda": 1.0})}

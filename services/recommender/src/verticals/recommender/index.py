@@ -95,7 +95,7 @@ class VectorIndex:
             keys = self.table.keys()
             vectors = self.table.data[keys]
             if force_ivf or len(keys) > self.exact_max:
-                nlist = max(16, int(4 * math.sqrt(len(keys))))
+                nlist = max(1, min(int(4 * math.sqrt(len(keys))), len(keys) // 39))
                 quantizer = faiss.IndexFlatIP(self.dim)
                 index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
                 sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 64]]

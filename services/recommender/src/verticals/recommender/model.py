@@ -7,6 +7,7 @@ The same class serves live traffic and the offline MovieLens evaluation.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from verticals.recommender.index import VectorTable
 
+TOP_REFRESH_S = 1.0
+"""Trending lists may lag the event stream by this much (recomputing per request is costly)."""
 POSITION_DECAY = 0.8
 """Weight of the user's n-th most recent item in co-occurrence scores: POSITION_DECAY ** n."""
 
@@ -21,6 +24,35 @@ POSITION_DECAY = 0.8
 def _tau(half_life_hours: float) -> float:
     """Seconds for a weight to fall by e; infinite (no decay) for a half-life of 0."""
     return half_life_hours * 3600.0 / math.log(2) if half_life_hours > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class CoScores:
+    """Co-occurrence scores: sorted keys and their values."""
+
+    keys: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def empty(cls) -> CoScores:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+
+    def __bool__(self) -> bool:
+        return bool(len(self.keys))
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Values of ``keys`` (0 where absent)."""
+        out = np.zeros(len(keys), dtype=np.float64)
+        if len(self.keys) and len(keys):
+            idx = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
+            hit = self.keys[idx] == keys
+            out[hit] = self.values[idx[hit]]
+        return out
+
+    def top(self, n: int) -> np.ndarray:
+        if len(self.keys) <= n:
+            return self.keys
+        return self.keys[np.argpartition(-self.values, n - 1)[:n]]
 
 
 @dataclass
@@ -62,6 +94,10 @@ class InteractionModel:
         self.item_users = np.zeros(1024, dtype=np.float64)
         """Distinct users per item (normalises co-occurrence)."""
         self.cooc: dict[int, dict[int, float]] = {}
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        """Per item, its co-occurrence row as arrays (rebuilt after the row changes)."""
+        self._top: tuple[float, int, np.ndarray] | None = None
+        self._top_dirty = False
 
     def _grow(self, key: int) -> None:
         if key >= len(self.popularity):
@@ -73,6 +109,7 @@ class InteractionModel:
             )
 
     def _bump_popularity(self, key: int, weight: float, ts: float) -> None:
+        self._top_dirty = True
         if math.isinf(self.pop_tau):
             self.popularity[key] += weight
             return
@@ -83,6 +120,7 @@ class InteractionModel:
             self.popularity *= math.exp(-exponent)
             self.pop_t0, exponent = ts, 0.0
         self.popularity[key] += weight * math.exp(exponent)
+        self._top_dirty = True
 
     def ingest(self, user_id: str, key: int, event_type: str, ts: float) -> None:
         """Apply one event (events may arrive slightly out of order)."""
@@ -116,10 +154,12 @@ class InteractionModel:
             user.seen.add(key)
             self.item_users[key] += 1
             for other in user.recent[-self.window :]:
-                self.cooc.setdefault(other, {})
-                self.cooc[other][key] = self.cooc[other].get(key, 0.0) + 1.0
-                self.cooc.setdefault(key, {})
-                self.cooc[key][other] = self.cooc[key].get(other, 0.0) + 1.0
+                row = self.cooc.setdefault(other, {})
+                row[key] = row.get(key, 0.0) + 1.0
+                row = self.cooc.setdefault(key, {})
+                row[other] = row.get(other, 0.0) + 1.0
+                self._arrays.pop(other, None)
+                self._arrays.pop(key, None)
             user.recent.append(key)
             if len(user.recent) > 4 * self.window:
                 del user.recent[: -self.window]
@@ -134,8 +174,10 @@ class InteractionModel:
     def forget_items(self, keys: Iterable[int]) -> None:
         """Drop deleted items from co-occurrence and popularity (keys are never reused)."""
         for key in keys:
+            self._arrays.pop(key, None)
             for other in self.cooc.pop(key, {}):
                 self.cooc.get(other, {}).pop(key, None)
+                self._arrays.pop(other, None)
             if key < len(self.popularity):
                 self.popularity[key] = 0.0
 
@@ -151,25 +193,53 @@ class InteractionModel:
         return (pop / top).astype(np.float32)
 
     def top_popular(self, n: int) -> np.ndarray:
+        """The ``n`` most popular keys; cached, refreshed at most every TOP_REFRESH_S seconds."""
+        now = time.monotonic()
+        fresh = self._top is not None and (
+            not self._top_dirty or now - self._top[0] < TOP_REFRESH_S
+        )
+        if self._top is not None and fresh and n <= self._top[1]:
+            return self._top[2][:n]
+        self._top = (now, n, self._top_popular(n))
+        self._top_dirty = False
+        return self._top[2]
+
+    def _top_popular(self, n: int) -> np.ndarray:
         n = min(n, int((self.popularity > 0).sum()))
         if n <= 0:
             return np.zeros(0, dtype=np.int64)
         top = np.argpartition(-self.popularity, n - 1)[:n]
         return top[np.argsort(-self.popularity[top])].astype(np.int64)
 
-    def cooccurring(self, seeds: list[int]) -> dict[int, float]:
-        """Co-occurrence with ``seeds`` (most recent last), cosine-normalised, position-decayed."""
-        scores: dict[int, float] = {}
-        for position, seed in enumerate(reversed(seeds)):
+    def _neighbours(self, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        cached = self._arrays.get(seed)
+        if cached is None:
             neighbours = self.cooc.get(seed)
             if not neighbours:
+                return None
+            cached = (
+                np.fromiter(neighbours.keys(), np.int64, len(neighbours)),
+                np.fromiter(neighbours.values(), np.float64, len(neighbours)),
+            )
+            self._arrays[seed] = cached
+        return cached
+
+    def cooccurring(self, seeds: list[int]) -> CoScores:
+        """Co-occurrence with ``seeds`` (most recent last), cosine-normalised, position-decayed."""
+        keys, values = [], []
+        for position, seed in enumerate(reversed(seeds)):
+            found = self._neighbours(seed)
+            if found is None:
                 continue
             decay = POSITION_DECAY**position / math.sqrt(max(self.item_users[seed], 1.0))
-            for other, count in neighbours.items():
-                scores[other] = scores.get(other, 0.0) + decay * count / math.sqrt(
-                    max(self.item_users[other], 1.0)
-                )
-        return scores
+            keys.append(found[0])
+            values.append(found[1] * decay)
+        if not keys:
+            return CoScores.empty()
+        all_keys = np.concatenate(keys)
+        all_values = np.concatenate(values) / np.sqrt(np.maximum(self.item_users[all_keys], 1.0))
+        unique, inverse = np.unique(all_keys, return_inverse=True)
+        return CoScores(unique, np.bincount(inverse, weights=all_values, minlength=len(unique)))
 
     def user_seeds(self, user: UserState) -> list[int]:
         return user.recent[-self.window :]

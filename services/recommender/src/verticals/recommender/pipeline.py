@@ -34,10 +34,10 @@ class RecommenderError(ValueError):
         self.status = status
 
 
-def load_encoder(settings: RecommenderSettings) -> Any:
+def load_encoder(settings: RecommenderSettings, registry: Any = None) -> Any:
     from verticals.core.inference import Encoder
 
-    return Encoder.from_registry(settings.encoder_task, fallback_to_base=True)
+    return Encoder.from_registry(settings.encoder_task, registry=registry, fallback_to_base=True)
 
 
 def assign_variant(user_id: str, share_b: float, salt: str) -> str:

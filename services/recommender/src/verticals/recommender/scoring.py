@@ -14,7 +14,7 @@ import numpy as np
 
 from verticals.recommender.catalog import Filters, ItemMeta
 from verticals.recommender.index import VectorIndex
-from verticals.recommender.model import InteractionModel, UserState
+from verticals.recommender.model import CoScores, InteractionModel, UserState
 from verticals.recommender.settings import ScorerWeights
 
 EXHAUSTIVE_BELOW = 20_000
@@ -32,7 +32,7 @@ def signals(
     model: InteractionModel,
     keys: np.ndarray,
     text_vector: np.ndarray | None,
-    cooc: dict[int, float],
+    cooc: CoScores,
 ) -> np.ndarray:
     """A (3, len(keys)) array: text cosine, popularity, co-occurrence, each in [0, 1]."""
     out = np.zeros((3, len(keys)), dtype=np.float32)
@@ -40,10 +40,9 @@ def signals(
         out[0] = np.clip(model.vectors.data[keys] @ text_vector, 0.0, None)
     out[1] = model.popularity_of(keys)
     if cooc:
-        top = float(max(cooc.values()))
+        top = float(cooc.values.max())
         if top > 0:
-            values = np.fromiter((cooc.get(int(k), 0.0) for k in keys), np.float32, len(keys))
-            out[2] = values / top
+            out[2] = cooc.lookup(keys) / top
     return out
 
 
@@ -56,7 +55,7 @@ def blend(
     keys: np.ndarray,
     weights: ScorerWeights,
     text_vector: np.ndarray | None,
-    cooc: dict[int, float],
+    cooc: CoScores,
 ) -> np.ndarray:
     """The blended score of ``keys``."""
     return weight_vector(weights) @ signals(model, keys, text_vector, cooc)
@@ -94,7 +93,7 @@ def _rank(
     candidates: np.ndarray,
     weights: ScorerWeights,
     text_vector: np.ndarray | None,
-    cooc: dict[int, float],
+    cooc: CoScores,
     filters: Filters,
     excluded: set[int],
     k: int,
@@ -115,7 +114,7 @@ def _candidates(
     index: VectorIndex,
     meta: ItemMeta,
     text_vector: np.ndarray | None,
-    cooc: dict[int, float],
+    cooc: CoScores,
     filters: Filters,
     n: int,
 ) -> np.ndarray:
@@ -126,8 +125,7 @@ def _candidates(
     if text_vector is not None:
         parts.append(index.search(text_vector, n)[0])
     if cooc:
-        top = sorted(cooc, key=cooc.__getitem__, reverse=True)[:n]
-        parts.append(np.array(top, dtype=np.int64))
+        parts.append(cooc.top(n))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -149,12 +147,18 @@ def recommend_for_user(
             cold = ScorerWeights(
                 text=1.0, popularity=0.1, cooccurrence=0.0, mmr_lambda=weights.mmr_lambda
             )
-            cands = _candidates(model, index, meta, query_vector, {}, filters, n_candidates)
-            keys, scores = _rank(model, meta, cands, cold, query_vector, {}, filters, set(), k)
+            cands = _candidates(
+                model, index, meta, query_vector, CoScores.empty(), filters, n_candidates
+            )
+            keys, scores = _rank(
+                model, meta, cands, cold, query_vector, CoScores.empty(), filters, set(), k
+            )
             return Ranked(keys, scores, "cold_start_query")
         cold = ScorerWeights(text=0.0, popularity=1.0, cooccurrence=0.0, mmr_lambda=1.0)
-        cands = _candidates(model, index, meta, None, {}, filters, max(n_candidates, k))
-        keys, scores = _rank(model, meta, cands, cold, None, {}, filters, set(), k)
+        cands = _candidates(
+            model, index, meta, None, CoScores.empty(), filters, max(n_candidates, k)
+        )
+        keys, scores = _rank(model, meta, cands, cold, None, CoScores.empty(), filters, set(), k)
         return Ranked(keys, scores, "cold_start_popular")
     assert user is not None
     text_vector = user_vector
