@@ -181,7 +181,8 @@ def main() -> None:
         "frozen_baseline": "all-MiniLM-L6-v2 mean-pooled vectors + logistic regression (C=2)",
         "vader": "compound >= 0.05 positive, <= -0.05 negative, else neutral",
         "speed": "fine-tuned full model on the first 2000 test texts, batch 64, "
-        "length-sorted batches for every form, best of 2 runs after warm-up; quantized = ONNX Runtime "
+        "length-sorted batches for every form, best of 2 runs after warm-up; "
+        "quantized = ONNX Runtime "
         "(graph optimisation ORT_ENABLE_ALL) with int8 dynamic quantisation",
     }
     results["machine"] = {
