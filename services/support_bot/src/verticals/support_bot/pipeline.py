@@ -130,6 +130,10 @@ class SupportBot:
             settings.encoder_task, fallback_to_base=True
         )
         self.persist = persist
+        from verticals.support_bot.batching import QueryBatcher
+
+        self.batcher = QueryBatcher(self.encoder)
+        self._tenants: dict[str, Any] = {}
         self.indexes: dict[str, TenantIndex] = {}
         self._intents: dict[str, Any] = {}
         self._keys: dict[str, tuple[str, str]] = {}
@@ -152,6 +156,7 @@ class SupportBot:
             raise InputError(f"bad tenant id {tenant!r} (lowercase letters, digits, _ -)")
         if self.store.tenant(tenant):
             raise InputError(f"tenant {tenant!r} exists")
+        self._tenants.pop(tenant, None)
         admin, widget = new_api_key("sk"), new_api_key("wk")
         self.store.create_tenant(tenant, name or tenant, hash_api_key(admin), hash_api_key(widget))
         return admin, widget
@@ -184,9 +189,18 @@ class SupportBot:
                 self._keys[digest] = owner
         return owner
 
+    def tenant_row(self, tenant: str) -> Any:
+        """The tenant's row, cached (tenants are created and calibrated through this object)."""
+        row = self._tenants.get(tenant)
+        if row is None:
+            row = self.store.tenant(tenant)
+            if row is None:
+                raise UnknownTenant(f"unknown tenant {tenant!r}")
+            self._tenants[tenant] = row
+        return row
+
     def require_tenant(self, tenant: str) -> None:
-        if self.store.tenant(tenant) is None:
-            raise UnknownTenant(f"unknown tenant {tenant!r}")
+        self.tenant_row(tenant)
 
     # indexes -------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
@@ -302,7 +316,7 @@ class SupportBot:
         """Fused candidates, best first, each with its cosine similarity to the query."""
         index = self.index(tenant)
         k = k or self.settings.candidates
-        qvec = vector if vector is not None else self.encoder.encode([query])[0]
+        qvec = vector if vector is not None else self.batcher.encode_one(query)
         dense = index.dense(qvec, k) if mode != "bm25" else []
         sparse = index.sparse(query, k) if mode != "dense" else []
         fused = rrf(
@@ -330,8 +344,7 @@ class SupportBot:
         return out
 
     def policy(self, tenant: str) -> Policy:
-        row = self.store.tenant(tenant)
-        cal = (row.calibration if row else None) or {}
+        cal = self.tenant_row(tenant).calibration or {}
         calibrated = cal.get("encoder") == self.encoder.version and "threshold" in cal
         return Policy(
             float(cal["threshold"]) if calibrated else self.settings.handoff_threshold,
@@ -367,10 +380,8 @@ class SupportBot:
         started = time.perf_counter()
         history = self.store.recent_messages(tenant, session, self.settings.session_turns)
         previous_user = next((m for m in reversed(history) if m.role == "user"), None)
-        previous_bot = next((m for m in reversed(history) if m.role == "bot"), None)
-        follow_up = previous_user is not None and (
-            len(message.split()) <= 6 or bool(FOLLOW_UP.search(message))
-        )
+        # a follow-up refers back ("it", "that", "and ...", "what about ..."); a new topic does not
+        follow_up = previous_user is not None and bool(FOLLOW_UP.search(message))
         query = (
             f"{previous_user.query or previous_user.text} {message}"
             if (follow_up and previous_user)
@@ -388,8 +399,8 @@ class SupportBot:
             }
         vector = None
         if query != message:  # follow-up: the message leads, the previous turn gives context
-            both = self.encoder.encode([message, query])
-            vector = both[0] * (1 - CONTEXT_WEIGHT) + both[1] * CONTEXT_WEIGHT
+            vector = self.batcher.encode_one(message) * (1 - CONTEXT_WEIGHT)
+            vector = vector + self.batcher.encode_one(query) * CONTEXT_WEIGHT
             vector = vector / np.linalg.norm(vector)
         candidates = self.retrieve(
             tenant, query, vector=vector, boost_category=intent["label"] if intent else None
@@ -610,6 +621,7 @@ class SupportBot:
             "method": "max handoff F1 over cut points of top-1 cosine (out-of-scope = positive)",
         }
         self.store.set_calibration(tenant, calibration)
+        self._tenants.pop(tenant, None)
         return calibration
 
     # fine-tuning data ----------------------------------------------------------------------

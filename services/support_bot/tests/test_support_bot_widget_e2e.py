@@ -1,0 +1,61 @@
+"""The embeddable widget end to end: Debian's headless chromium (Playwright) against a real
+uvicorn server. Needs `services/support_bot/scripts/install_browser.sh`."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def test_widget_streams_answers_citations_and_handoff(sample: dict, live_server: Any) -> None:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="run services/support_bot/scripts/install_browser.sh"
+    )
+    if not shutil.which("chromium"):
+        pytest.skip("chromium missing: run services/support_bot/scripts/install_browser.sh")
+    from verticals.support_bot.api import build_app
+
+    app = build_app(sample["settings"], sample["bot"], sample["demo"])
+    with live_server(app) as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url + "/")
+            widget = page.locator("[data-vsb=widget]")
+            widget.wait_for(timeout=10_000)
+            # the page embeds the widget with one script tag carrying the tenant's public key
+            assert page.locator("script[src='/widget.js']").count() == 1
+
+            widget.locator("input").fill("How do I return an item?")
+            widget.locator("button").click()
+            bot = widget.locator(".vsb-bot").nth(0)
+            page.wait_for_selector(".vsb-bot[data-state=done]", timeout=20_000)
+            assert bot.get_attribute("data-kind") == "answer"
+            assert "Return items" in bot.locator(".vsb-text").inner_text()
+            link = bot.locator(".vsb-cites a").first
+            assert link.get_attribute("data-entry") == "ret-002"
+            assert link.get_attribute("href") == "https://shop.larkspur.example/help/start-a-return"
+
+            widget.locator("input").fill("what is the capital of Australia?")
+            widget.locator("button").click()
+            page.wait_for_selector(".vsb-bot[data-state=done] >> nth=1", timeout=20_000)
+            second = widget.locator(".vsb-bot").nth(1)
+            assert second.get_attribute("data-kind") == "handoff"
+            assert "team will take over" in second.locator(".vsb-notice").inner_text()
+            assert not errors
+        finally:
+            browser.close()
