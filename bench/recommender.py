@@ -131,7 +131,7 @@ def recall_tradeoff(vectors: np.ndarray, queries: np.ndarray | None = None) -> l
     sample = vectors[rng.permutation(len(vectors))[: nlist * 64]]
     ivf.train(sample)
     ivf.add(vectors)
-    for nprobe in (1, 4, 16, 64):
+    for nprobe in (1, 4, 16, 32, 64):
         ivf.nprobe = nprobe
         started = time.perf_counter()
         _, got = ivf.search(queries, 10)

@@ -47,7 +47,8 @@ class RecommenderSettings(ServiceSettings):
     """An item co-occurs with the user's last N distinct items."""
     exact_index_max_items: int = Field(20_000, gt=0)
     """Exact (flat) FAISS index up to this many items, IVF above."""
-    ivf_nprobe: int = Field(16, gt=0)
+    ivf_nprobe: int = Field(32, gt=0)
+    """IVF lists probed per query (recall against speed: see bench/results/recommender.json)."""
     faiss_threads: int = Field(1, ge=0)
     candidates: int = Field(200, gt=0)
     """Candidates taken from each source (FAISS, co-occurrence, popularity) before blending."""
