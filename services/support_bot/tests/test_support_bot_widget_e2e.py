@@ -56,6 +56,19 @@ def test_widget_streams_answers_citations_and_handoff(sample: dict, live_server:
             second = widget.locator(".vsb-bot").nth(1)
             assert second.get_attribute("data-kind") == "handoff"
             assert "team will take over" in second.locator(".vsb-notice").inner_text()
+            # staff answer from the handoff queue; the widget polls and shows the reply
+            import httpx
+
+            handoff = sample["bot"].store.handoffs("demo", "open")[-1]
+            assert "Australia" in handoff.question
+            r = httpx.post(
+                f"{server.url}/v1/handoffs/{handoff.id}/reply",
+                json={"tenant": "demo", "text": "Canberra, but we mostly sell sofas."},
+                headers={"X-API-Key": sample["demo"]["admin_key"]},
+            )
+            assert r.status_code == 200, r.text
+            page.wait_for_selector(".vsb-staff", timeout=15_000)
+            assert "Canberra" in widget.locator(".vsb-staff").inner_text()
             assert not errors
         finally:
             browser.close()
