@@ -41,3 +41,29 @@ def test_finetune_builds_pairs_trains_and_gates_promotion(
     assert (current == 1) == (result["candidate_mrr"] > result["current_mrr"]) == result["promoted"]
     if result["promoted"]:
         assert result["calibration"]["encoder"] == "support-encoder:v1"
+
+
+@pytest.mark.slow
+def test_intent_classifier_is_trained_and_used(
+    tmp_path: Any, encoder: Any, settings_factory: Any
+) -> None:
+    from verticals.core.registry import ModelRegistry
+    from verticals.support_bot.finetune import train_intent
+    from verticals.support_bot.pipeline import SupportBot, load_sample
+
+    registry = ModelRegistry(tmp_path / "registry")
+    settings = settings_factory(tmp_path)
+    bot = SupportBot(settings, encoder=encoder, persist=False, registry=registry)
+    bot.create_tenant("demo")
+    load_sample(bot, "demo", settings.sample_dir)
+    assert bot.chat("demo", "i0", "can I pay with PayPal").intent is None  # none trained yet
+    result = train_intent(bot, "demo", epochs=3, registry=registry)
+    assert result["current"] and result["task"] == "support-intent-demo"
+    categories = {e.category for e in bot.store.entries("demo", kind="faq")}
+    # better than always answering the most frequent category on held-out rows
+    counts = [
+        sum(1 for e in bot.store.entries("demo", kind="faq") if e.category == c) for c in categories
+    ]
+    assert result["metrics"]["accuracy"] > max(counts) / sum(counts)
+    reply = bot.chat("demo", "i1", "can I pay with PayPal")
+    assert reply.intent is not None and reply.intent["label"] in categories

@@ -237,3 +237,17 @@ def finetune(
     result = run(bot, tenant, held, epochs=epochs)
     result.pop("candidate_bot", None)
     typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command("train-intent")
+@errors
+def train_intent(tenant: str = DEMO, epochs: int = 3) -> None:
+    """Train the tenant's optional intent classifier (FAQ questions and paraphrases -> category)
+    with the core; chat then reports the intent and favours that category's entries."""
+    from verticals.support_bot.finetune import train_intent as run
+
+    settings = _settings()
+    bot = _bot(settings)
+    if tenant == DEMO:
+        prepare_demo(bot, settings)
+    typer.echo(json.dumps(run(bot, tenant, epochs=epochs), indent=2))

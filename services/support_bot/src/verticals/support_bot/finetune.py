@@ -78,3 +78,65 @@ def finetune(
         result["next"] = "restart the service: indexes are re-encoded with the new encoder"
     result["candidate_bot"] = candidate_bot
     return result
+
+
+def train_intent(
+    bot: SupportBot, tenant: str, epochs: int = 3, registry: Any = None
+) -> dict[str, Any]:
+    """Train the tenant's optional intent classifier with the core: FAQ questions and their
+    paraphrases labelled with the entry's category. The first version becomes current."""
+    from verticals.core.config import (
+        DataConfig,
+        HeadConfig,
+        ModelConfig,
+        TrainConfig,
+        TrainingConfig,
+    )
+    from verticals.core.registry import ModelRegistry
+    from verticals.core.training import run_training
+    from verticals.support_bot.text import InputError
+
+    registry = registry or ModelRegistry.default()
+    rows = [
+        (text, e.category)
+        for e in bot.store.entries(tenant, kind="faq")
+        if e.category
+        for text in [e.title, *(e.paraphrases or [])]
+    ]
+    if len({label for _, label in rows}) < 2:
+        raise InputError(f"tenant {tenant!r} needs FAQ entries in at least two categories")
+    folder = bot.settings.data_dir / "finetune"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"intent-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows(rows)
+    config = TrainConfig(
+        task=bot.settings.intent_task_prefix + tenant,
+        kind="classification",
+        method="full",
+        data=DataConfig(
+            path=path, text_column="text", validation_fraction=0.15, test_fraction=0.15
+        ),
+        heads={"category": HeadConfig(column="category")},
+        model=ModelConfig(max_length=48),
+        training=TrainingConfig(
+            epochs=epochs,
+            batch_size=16,
+            learning_rate=5e-5,
+            head_learning_rate=2e-3,
+            seed=13,
+            device="cpu",
+        ),
+    )
+    outcome = run_training(config, registry, show_progress=False)
+    bot._intents.pop(tenant, None)
+    return {
+        "task": outcome.task,
+        "version": outcome.version,
+        "current": outcome.current,
+        "rows": len(rows),
+        "metrics": outcome.metrics,
+        "seconds": round(outcome.seconds, 1),
+    }

@@ -121,13 +121,15 @@ class SupportBot:
         encoder: Any = None,
         persist: bool = True,
         store: Store | None = None,
+        registry: Any = None,
     ) -> None:
         from verticals.core.inference import Encoder
 
         self.settings = settings
+        self.registry = registry
         self.store = store or Store(settings.sqlalchemy_url(SERVICE))
         self.encoder = encoder or Encoder.from_registry(
-            settings.encoder_task, fallback_to_base=True
+            settings.encoder_task, registry=registry, fallback_to_base=True
         )
         self.persist = persist
         from verticals.support_bot.batching import QueryBatcher
@@ -325,7 +327,7 @@ class SupportBot:
             [self.settings.dense_weight, self.settings.bm25_weight],
         )
         if boost_category:
-            bonus = 1.0 / (self.settings.rrf_k + 1)
+            bonus = self.settings.intent_weight / (self.settings.rrf_k + 1)
             fused = sorted(
                 (
                     (pk, s + (bonus if index.entries[pk].category == boost_category else 0.0))
@@ -361,11 +363,12 @@ class SupportBot:
             from verticals.core.registry import ModelRegistry
 
             task = self.settings.intent_task_prefix + tenant
+            registry = self.registry or ModelRegistry.default()
             predictor = None
-            if ModelRegistry.default().current_version(task) is not None:
+            if registry.current_version(task) is not None:
                 from verticals.core.inference import Predictor
 
-                predictor = Predictor.from_registry(task)
+                predictor = Predictor.from_registry(task, registry=registry)
             self._intents[tenant] = predictor
         return self._intents[tenant]
 
@@ -395,7 +398,7 @@ class SupportBot:
             intent = {
                 "head": name,
                 "label": head[name].get("label"),
-                "score": head[name].get("score"),
+                "score": round(float(head[name].get("score", 0.0)), 4),
             }
         vector = None
         if query != message:  # follow-up: the message leads, the previous turn gives context
@@ -403,7 +406,10 @@ class SupportBot:
             vector = vector + self.batcher.encode_one(query) * CONTEXT_WEIGHT
             vector = vector / np.linalg.norm(vector)
         candidates = self.retrieve(
-            tenant, query, vector=vector, boost_category=intent["label"] if intent else None
+            tenant,
+            query,
+            vector=vector,
+            boost_category=intent["label"] if intent and intent["score"] >= 0.5 else None,
         )
         policy = self.policy(tenant)
         kind = decide(candidates, policy)

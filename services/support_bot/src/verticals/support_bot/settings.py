@@ -34,6 +34,8 @@ class SupportSettings(ServiceSettings):
     of the sample question set (k=60 with equal weights fell below dense retrieval there)."""
     dense_weight: float = Field(1.0, ge=0)
     bm25_weight: float = Field(0.3, ge=0)
+    intent_weight: float = Field(0.5, ge=0)
+    """RRF bonus (as a weight at rank 1) for entries of the predicted intent's category."""
     session_turns: int = Field(6, ge=0, le=50)
     max_message_chars: int = Field(2000, gt=0)
     max_entry_chars: int = Field(20_000, gt=0)
