@@ -22,7 +22,10 @@ def test_demo_alert_is_visible_in_the_api(
     with TestClient(app) as client:
         produce(settings, refresh(read_lines(shared_dir() / "demo_headlines.jsonl")))
         body = wait_for(
-            lambda: client.get("/alerts", params={"key": "ticker:HLVB"}).json()["alerts"], 90, 0.5
+            lambda: client.get("/alerts", params={"key": "ticker:HLVB"}).json()["alerts"],
+            90,
+            0.5,
+            info=lambda: client.get("/health").json(),
         )
         alert = body[0]
         assert alert["rule"] == "negative_share_spike" and alert["negative_share"] >= 0.5

@@ -75,7 +75,7 @@ def test_default_model_quality_on_held_out_wording(model: Any) -> None:
 
     rows = [json.loads(x) for x in (shared_dir() / "demo_eval.jsonl").read_text().splitlines()]
     preds = model.predict([r["text"] for r in rows])
-    for head, floor in (("topic", 0.6), ("sentiment", 0.6)):
+    for head, floor in (("topic", 0.75), ("sentiment", 0.75)):  # measured 0.83 and 0.85
         f1 = f1_score([r[head] for r in rows], [p[head]["label"] for p in preds], average="macro")
         assert f1 >= floor, (head, f1)
     card = json.loads((shared_dir() / "model" / "card.json").read_text())

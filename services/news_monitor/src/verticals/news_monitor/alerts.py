@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,8 @@ class RulesConfig(BaseModel):
 
     bucket_seconds: int = Field(300, gt=0)
     allowed_lateness_seconds: int = Field(60, ge=0)
+    idle_source_seconds: float = Field(30.0, gt=0)
+    """A partition silent this long (wall clock) stops holding the watermark back."""
     rules: list[RuleConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -91,6 +94,8 @@ class Observation:
     negative: bool
     negative_probability: float
     title: str
+    source: str = ""
+    """Where it came from (topic/partition): each source has its own watermark."""
 
 
 def keys_for(topic: str, tickers: list[str], entities: list[str]) -> tuple[str, ...]:
@@ -137,12 +142,15 @@ class AlertEngine:
         self.buckets: dict[str, dict[int, _Bucket]] = {}
         self.seen: dict[str, int] = {}
         self.max_event_ts: float | None = None
+        self.source_max: dict[str, float] = {}
+        self.source_seen: dict[str, float] = {}
         self.states: dict[tuple[str, str], KeyState] = {}
         self.dirty: set[tuple[str, str]] = set()
         self.late = 0
         self.duplicates = 0
         if state:
             self.max_event_ts = state.get("max_event_ts")
+            self.source_max = dict(state.get("sources") or {})
             for rule, key, values in state.get("keys", []):
                 self.states[(rule, key)] = KeyState(**values)
 
@@ -152,11 +160,27 @@ class AlertEngine:
         return math.floor(ts / self.bucket_s)
 
     @property
+    def watermark(self) -> float | None:
+        """The lowest of the sources' highest event times (partitions are read at different
+        speeds), leaving out sources that went idle while others kept going."""
+        if not self.source_max:
+            return None
+        now = time.monotonic()
+        idle = self.config.idle_source_seconds
+        active = [
+            ts
+            for source, ts in self.source_max.items()
+            if now - self.source_seen.get(source, now) <= idle
+        ]
+        return min(active or self.source_max.values())
+
+    @property
     def closed_bucket(self) -> int | None:
         """The last bucket no on-time event can still fall into."""
-        if self.max_event_ts is None:
+        mark = self.watermark
+        if mark is None:
             return None
-        return self.bucket_of(self.max_event_ts - self.config.allowed_lateness_seconds) - 1
+        return self.bucket_of(mark - self.config.allowed_lateness_seconds) - 1
 
     def add(self, obs: Observation, update_watermark: bool = True) -> bool:
         """Count one item; False for a duplicate id (a redelivery)."""
@@ -176,8 +200,12 @@ class AlertEngine:
                 cell.evidence.append((obs.negative_probability, obs.id, obs.title, obs.event_ts))
                 cell.evidence.sort(key=lambda e: (-e[0], e[1]))
                 del cell.evidence[self.max_evidence :]
-        if update_watermark and (self.max_event_ts is None or obs.event_ts > self.max_event_ts):
-            self.max_event_ts = obs.event_ts
+        if update_watermark:
+            if self.max_event_ts is None or obs.event_ts > self.max_event_ts:
+                self.max_event_ts = obs.event_ts
+            if obs.event_ts > self.source_max.get(obs.source, -math.inf):
+                self.source_max[obs.source] = obs.event_ts
+            self.source_seen[obs.source] = time.monotonic()
         return True
 
     def process(self, observations: list[Observation], now: datetime | None = None) -> list[Alert]:
@@ -317,5 +345,6 @@ class AlertEngine:
         items = self.dirty if only_dirty else set(self.states)
         return {
             "max_event_ts": self.max_event_ts,
+            "sources": dict(self.source_max),
             "keys": [[rule, key, vars(self.states[(rule, key)])] for rule, key in sorted(items)],
         }

@@ -106,13 +106,16 @@ def tail(
 def run(
     bootstrap: Bootstrap = None,
     client_id: Annotated[str | None, typer.Option(help="Kafka client id.")] = None,
+    instance_id: Annotated[
+        str | None, typer.Option(help="Static group member id (keeps partitions on restart).")
+    ] = None,
 ) -> None:
     """Run one consumer process (no API); start several to share the partitions."""
     from verticals.news_monitor.consumer import ensure_topics
     from verticals.news_monitor.service import build_monitor
     from verticals.serving.logging import configure_logging
 
-    settings = _settings(bootstrap)
+    settings = _settings(bootstrap, **({"group_instance_id": instance_id} if instance_id else {}))
     configure_logging(settings.log_level)
     ensure_topics(settings)
     monitor = build_monitor(settings, client_id=client_id)

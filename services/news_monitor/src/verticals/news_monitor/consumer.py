@@ -78,6 +78,7 @@ def make_consumer(settings: NewsSettings, client_id: str | None = None) -> Any:
         settings.input_topic,
         bootstrap_servers=settings.bootstrap,
         group_id=settings.group_id,
+        group_instance_id=settings.group_instance_id,
         client_id=client_id or "news-monitor",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -226,7 +227,11 @@ class NewsMonitor:
                 futures.append(self._dead_letter(msg, item))
             else:
                 good.append((msg, item))
-        records, observations = classify([item for _, item in good], self.model)
+        records, observations = classify(
+            [item for _, item in good],
+            self.model,
+            [f"{msg.topic}/{msg.partition}" for msg, _ in good],
+        )
         for (msg, item), record in zip(good, records, strict=True):
             record["source_partition"] = msg.partition
             record["source_offset"] = msg.offset

@@ -62,9 +62,10 @@ def text_of(item: NewsItem) -> str:
 
 
 def classify(
-    items: list[NewsItem], model: Classifier
+    items: list[NewsItem], model: Classifier, sources: list[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[Observation]]:
-    """One batched forward pass for all items; returns enriched records and observations."""
+    """One batched forward pass for all items; returns enriched records and observations
+    (``sources``: each item's topic/partition, for per-partition watermarks)."""
     if not items:
         return [], []
     probs = model.predict_proba([text_of(i) for i in items])
@@ -98,6 +99,7 @@ def classify(
                 negative=heads["sentiment"]["label"] == "negative",
                 negative_probability=float(probs["sentiment"][row][neg_index]),
                 title=item.title,
+                source=sources[row] if sources else "",
             )
         )
     return records, observations

@@ -89,6 +89,8 @@ def build_app(settings: NewsSettings, model: Any = None, consume: bool = True) -
         health=health,
         description="Financial news monitor: sentiment + topic stream with alerts",
     )
+    for noisy in ("kafka", "httpx"):  # client chatter (connections, rebalances) at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app.state.store = store
     app.state.metrics = metrics
     return app

@@ -39,6 +39,9 @@ class NewsSettings(ServiceSettings):
     alerts_topic: str = "news.alerts"
     partitions: int = Field(3, ge=1)
     group_id: str = "news-monitor"
+    group_instance_id: str | None = None
+    """Static membership (KIP-345): a restarted process with the same id takes its place and
+    partitions at once, instead of waiting for the group to drop the dead member."""
 
     max_batch: int = Field(64, ge=1, le=10_000)
     poll_timeout_ms: int = Field(200, ge=1)

@@ -106,7 +106,9 @@ class NewsStore:
                 {
                     "rule": WATERMARK[0],
                     "key": WATERMARK[1],
-                    "state": json.dumps({"max_event_ts": state["max_event_ts"]}),
+                    "state": json.dumps(
+                        {"max_event_ts": state["max_event_ts"], "sources": state["sources"]}
+                    ),
                 }
             )
             self._upsert_state(s, rows)
@@ -156,10 +158,12 @@ class NewsStore:
     def load_engine_state(self) -> dict[str, Any]:
         with self.db.session() as s:
             rows = s.scalars(select(EngineStateRow)).all()
-        state: dict[str, Any] = {"max_event_ts": None, "keys": []}
+        state: dict[str, Any] = {"max_event_ts": None, "sources": {}, "keys": []}
         for row in rows:
             if (row.rule, row.key) == WATERMARK:
-                state["max_event_ts"] = json.loads(row.state)["max_event_ts"]
+                mark = json.loads(row.state)
+                state["max_event_ts"] = mark["max_event_ts"]
+                state["sources"] = mark.get("sources") or {}
             else:
                 state["keys"].append([row.rule, row.key, json.loads(row.state)])
         return state

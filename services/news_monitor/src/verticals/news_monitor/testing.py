@@ -27,6 +27,8 @@ def make_settings(bootstrap: str, tag: str, data_dir: Path, **overrides: Any) ->
         "poll_timeout_ms": 100,
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 1000,
+        # also the rebalance timeout: a killed member is dropped from a rebalance after it
+        "max_poll_interval_ms": 10_000,
         "request_timeout_ms": 10_000,
         "lag_interval_s": 0.3,
         "webhook_backoff_s": 0.1,
@@ -59,14 +61,20 @@ def news(n: int, prefix: str = "n", **fields: Any) -> list[bytes]:
     ]
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    every: float = 0.2,
+    info: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll ``condition`` until truthy; on timeout the error shows ``info()`` (e.g. status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout:.0f}s")
+    raise AssertionError(f"condition not met within {timeout:.0f}s; {info() if info else ''}")
 
 
 def topic_values(settings: NewsSettings, topic: str, timeout: float = 1.0) -> list[Any]:
@@ -77,3 +85,31 @@ def topic_values(settings: NewsSettings, topic: str, timeout: float = 1.0) -> li
 
 def output_ids(settings: NewsSettings) -> list[str]:
     return [json.loads(m.value)["id"] for m in topic_values(settings, settings.output_topic)]
+
+
+class TopicReader:
+    """Reads a topic from the start and keeps what it has read (no group, no commits)."""
+
+    def __init__(self, settings: NewsSettings, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.messages: list[Any] = []
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **settings.kafka_security(),
+        )
+
+    def poll(self, timeout_ms: int = 200) -> list[Any]:
+        for batch in self._consumer.poll(timeout_ms=timeout_ms).values():
+            self.messages.extend(batch)
+        return self.messages
+
+    def ids(self) -> set[str]:
+        return {json.loads(m.value)["id"] for m in self.poll()}
+
+    def close(self) -> None:
+        self._consumer.close()
