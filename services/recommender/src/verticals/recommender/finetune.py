@@ -23,29 +23,44 @@ from verticals.recommender.settings import RecommenderSettings, ScorerWeights
 
 
 def build_pairs(
-    data: MovieLens, held_out: set[int], window: int, max_pairs: int, seed: int = 0
+    data: MovieLens,
+    held_out: set[int],
+    window: int,
+    max_pairs: int,
+    seed: int = 0,
+    max_per_text: int = 2,
 ) -> list[tuple[str, str]]:
     """(item, next item) pairs and co-interaction pairs (within ``window``) from each user's
-    time-ordered history, the held-out events left out; identical texts skipped."""
+    time-ordered history, the held-out events left out; identical texts skipped. Each text
+    appears at most ``max_per_text`` times per side, so popular items neither dominate the
+    loss nor show up as in-batch false negatives."""
     per_user: dict[str, list[int]] = {}
     for position, (user, item, _) in enumerate(data.events):
         if position not in held_out:
             per_user.setdefault(user, []).append(item)
-    nxt: list[tuple[str, str]] = []
-    co: list[tuple[str, str]] = []
+    nxt: list[tuple[int, int]] = []
+    co: list[tuple[int, int]] = []
     for items in per_user.values():
         for i, item in enumerate(items):
             for j in range(i + 1, min(i + 1 + window, len(items))):
-                pair = (data.texts[item], data.texts[items[j]])
-                if pair[0] != pair[1]:
-                    (nxt if j == i + 1 else co).append(pair)
+                if data.texts[item] != data.texts[items[j]]:
+                    (nxt if j == i + 1 else co).append((item, items[j]))
     rng = random.Random(seed)
     rng.shuffle(nxt)
     rng.shuffle(co)
-    half = max_pairs // 2
-    chosen = nxt[:half] + co[: max_pairs - min(half, len(nxt))]
+    used_q: dict[int, int] = {}
+    used_p: dict[int, int] = {}
+    chosen: list[tuple[str, str]] = []
+    for query, positive in nxt + co:  # next-item pairs first
+        if used_q.get(query, 0) >= max_per_text or used_p.get(positive, 0) >= max_per_text:
+            continue
+        used_q[query] = used_q.get(query, 0) + 1
+        used_p[positive] = used_p.get(positive, 0) + 1
+        chosen.append((data.texts[query], data.texts[positive]))
+        if len(chosen) >= max_pairs:
+            break
     rng.shuffle(chosen)
-    return chosen[:max_pairs]
+    return chosen
 
 
 def train_encoder(
