@@ -53,7 +53,7 @@ def up(
     settings = _settings(**({"port": port} if port else {}))
     engine = _engine(settings)
     source = catalog or settings.sample_catalog
-    if len(engine.index) == 0 and source is not None:
+    if len(engine.index) == 0 and source is not None and str(source) not in ("", "."):
         created, _ = _import(engine, Path(source))
         typer.echo(f"loaded {created} items from {source}", err=True)
     serve(build_app(settings, engine), settings)
