@@ -296,7 +296,12 @@ class AlertEngine:
         if not fire:
             return None
         state.cooldown_until = end + rule.cooldown_seconds // self.bucket_s
-        evidence = sorted((e for c in window for e in c.evidence), key=lambda e: (-e[0], e[1]))
+        evidence = []
+        titles: set[str] = set()
+        for e in sorted((e for c in window for e in c.evidence), key=lambda e: (-e[0], e[1])):
+            if e[2] not in titles:  # the same headline from several sources counts once here
+                titles.add(e[2])
+                evidence.append(e)
         start_ts = (end - width + 1) * self.bucket_s
         return Alert(
             id=alert_id(rule.name, key, end),
