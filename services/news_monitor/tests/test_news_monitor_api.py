@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from verticals.news_monitor.broker import NoidaBroker
@@ -14,10 +19,41 @@ from verticals.news_monitor.settings import shared_dir
 from verticals.news_monitor.testing import make_settings, wait_for
 
 
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP endpoint on 127.0.0.1 that records what it receives."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(
+                {**json.loads(body), "idempotency_key": self.headers["Idempotency-Key"]}
+            )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
 def test_demo_alert_is_visible_in_the_api(
-    broker: NoidaBroker, model: Any, tmp_path: Path, request: Any
+    broker: NoidaBroker,
+    model: Any,
+    tmp_path: Path,
+    request: Any,
+    webhook: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    settings = make_settings(broker.bootstrap, request.node.nodeid, tmp_path, max_batch=64)
+    url, received = webhook
+    settings = make_settings(
+        broker.bootstrap, request.node.nodeid, tmp_path, max_batch=64, webhook_urls=[url]
+    )
     app = build_app(settings, model)
     with TestClient(app) as client:
         produce(settings, refresh(read_lines(shared_dir() / "demo_headlines.jsonl")))
@@ -43,6 +79,11 @@ def test_demo_alert_is_visible_in_the_api(
         assert trends["points"] and max(shares) >= 0.8  # the spike shows in the trend
         png = client.get("/trends", params={"format": "png"})
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+        posted = wait_for(lambda: [a for a in received if a["idempotency_key"] == alert["id"]], 20)
+        assert posted[0]["rule"] == "negative_share_spike" and posted[0]["evidence"]
+        delivered = client.get("/alerts", params={"key": "ticker:HLVB"}).json()["alerts"][0]
+        assert delivered["webhook_delivered"] and delivered["webhook_attempts"] == 1
 
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["consumer"]["running"]
