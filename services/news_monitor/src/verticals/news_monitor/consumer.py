@@ -1,5 +1,8 @@
 """The stream processor: poll a batch, classify it in one pass, publish, alert, then commit.
 
+Two stages: while one batch is published, stored and flushed on the emit thread, the next is
+polled and classified; its offsets are committed by the polling thread once its emit is done.
+
 At-least-once: offsets are committed only after the enriched records, dead letters and alerts
 of the batch are flushed to the broker and the batch's window state is stored. A failure in the
 middle rewinds the consumer to the batch start and rebuilds the alert engine from the store, so
@@ -14,10 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from verticals.news_monitor.alerts import AlertEngine, RulesConfig
+from verticals.news_monitor.alerts import AlertEngine, Observation, RulesConfig
 from verticals.news_monitor.metrics import MonitorMetrics
 from verticals.news_monitor.pipeline import Classifier, Rejected, classify, decode
 from verticals.news_monitor.settings import NewsSettings
@@ -25,6 +30,17 @@ from verticals.news_monitor.sinks import WebhookSink
 from verticals.news_monitor.store import NewsStore
 
 log = logging.getLogger("verticals.news_monitor.consumer")
+
+
+@dataclass
+class Prepared:
+    """A classified batch waiting to be emitted."""
+
+    started: float
+    rejected: list[tuple[Any, Rejected]]
+    good: list[tuple[Any, Any]]
+    records: list[dict[str, Any]]
+    observations: list[Observation]
 
 
 def ensure_topics(settings: NewsSettings, timeout: float = 15.0) -> list[str]:
@@ -130,6 +146,8 @@ class NewsMonitor:
         self.engine = load_engine(rules, store)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="news-emit")
+        self._inflight: tuple[Sequence[Any], Future[None]] | None = None
         self.consumer: Any = None
         self.producer: Any = None
         self.status: dict[str, Any] = {
@@ -172,6 +190,11 @@ class NewsMonitor:
                     self._error("client", exc)
                     self._stop.wait(1.0)
         finally:
+            try:
+                if self.consumer is not None:
+                    self.finish_inflight()  # emit and commit the last batch before leaving
+            except Exception:
+                log.exception("finishing the last batch failed")
             self.status["running"] = False
             self._close()
 
@@ -188,7 +211,8 @@ class NewsMonitor:
     # ---- one batch --------------------------------------------------------------------------
 
     def poll_once(self) -> int:
-        """Poll and process one batch; returns the number of messages handled."""
+        """Poll and classify one batch while the previous one is published, stored and
+        committed (a two-stage pipeline); returns the number of messages polled."""
         from kafka.errors import KafkaError
 
         try:
@@ -202,29 +226,56 @@ class NewsMonitor:
             (m for batch in polled.values() for m in batch), key=lambda m: (m.partition, m.offset)
         )
         self.status["assigned"] = sorted(tp.partition for tp in self.consumer.assignment())
+        prepared: Prepared | None = None
+        failed = False
         if messages:
             try:
-                self.process(messages)
-            except Exception as exc:
+                prepared = self.prepare(messages)
+            except Exception as exc:  # e.g. the model failed: redo the batch later
+                failed = True
                 self.metrics.batch_errors.inc()
-                self._error("batch", exc)
-                self._rewind(messages)
-                return 0
-            self._commit(messages)
+                self._error("classify", exc)
+        rewound = self.finish_inflight()
+        if rewound is not None:
+            # the previous batch failed and was rewound; this one is dropped and polled again
+            # (on partitions the failed batch already rewound to an earlier offset, no seek)
+            if messages and not failed:
+                self._rewind(messages, reload=False, skip=rewound)
+        elif failed:
+            self._rewind(messages)
+        elif prepared is not None:
+            self._inflight = (messages, self._io.submit(self.emit, prepared))
         self._update_lag()
         return len(messages)
 
-    def process(self, messages: Sequence[Any]) -> None:
-        """Classify, publish outputs and dead letters, update windows, store, publish alerts."""
+    def finish_inflight(self) -> set[tuple[str, int]] | None:
+        """Wait for the batch being emitted; commit its offsets, or rewind it on failure
+        (then returns the partitions it rewound)."""
+        if self._inflight is None:
+            return None
+        messages, future = self._inflight
+        self._inflight = None
+        try:
+            future.result()
+        except Exception as exc:
+            self.metrics.batch_errors.inc()
+            self._error("batch", exc)
+            self._rewind(messages)
+            return {(m.topic, m.partition) for m in messages}
+        self._commit(messages)
+        return None
+
+    def prepare(self, messages: Sequence[Any]) -> Prepared:
+        """Validate and classify (one forward pass for the batch); no side effects."""
         started = time.perf_counter()
         self.metrics.messages_in.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
-        futures = []
+        rejected: list[tuple[Any, Rejected]] = []
         good: list[tuple[Any, Any]] = []
         for msg in messages:
             item = decode(msg.value)
             if isinstance(item, Rejected):
-                futures.append(self._dead_letter(msg, item))
+                rejected.append((msg, item))
             else:
                 good.append((msg, item))
         records, observations = classify(
@@ -232,7 +283,13 @@ class NewsMonitor:
             self.model,
             [f"{msg.topic}/{msg.partition}" for msg, _ in good],
         )
-        for (msg, item), record in zip(good, records, strict=True):
+        return Prepared(started, rejected, good, records, observations)
+
+    def emit(self, batch: Prepared) -> None:
+        """Publish outputs and dead letters, update windows, store, publish alerts; returns
+        once everything is flushed (the offsets may then be committed)."""
+        futures = [self._dead_letter(msg, why) for msg, why in batch.rejected]
+        for (msg, item), record in zip(batch.good, batch.records, strict=True):
             record["source_partition"] = msg.partition
             record["source_offset"] = msg.offset
             record["source_timestamp_ms"] = msg.timestamp
@@ -243,6 +300,7 @@ class NewsMonitor:
                     value=json.dumps(record, ensure_ascii=False).encode(),
                 )
             )
+        observations = batch.observations
         # redeliveries older than the engine's memory are recognised by the store
         known = self.store.known_ids([o.id for o in observations])
         late, duplicates = self.engine.late, self.engine.duplicates
@@ -252,7 +310,7 @@ class NewsMonitor:
         fresh = self.store.save_batch(
             [
                 (o, r["topic"]["label"], r["sentiment"]["label"])
-                for o, r in zip(observations, records, strict=True)
+                for o, r in zip(observations, batch.records, strict=True)
             ],
             self.engine.export_state(only_dirty=True),
             alerts,
@@ -281,11 +339,11 @@ class NewsMonitor:
         for alert_json in pending:
             self.sink.submit(alert_json)
         now_ms = time.time() * 1000
-        for msg, _ in good:
+        for msg, _ in batch.good:
             if msg.timestamp and msg.timestamp > 0:
                 self.metrics.publish_to_classified.observe(max(now_ms - msg.timestamp, 0) / 1000)
-        self.metrics.messages_out.inc(len(records))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.messages_out.inc(len(batch.records))
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.status["batches"] += 1
         self.status["last_batch_at"] = datetime.now(UTC).isoformat()
 
@@ -324,7 +382,9 @@ class NewsMonitor:
             self.metrics.commit_failures.inc()
             self._error("commit", exc)
 
-    def _rewind(self, messages: Sequence[Any]) -> None:
+    def _rewind(
+        self, messages: Sequence[Any], reload: bool = True, skip: set[tuple[str, int]] | None = None
+    ) -> None:
         """Seek back to the batch start and rebuild the engine from the store."""
         from kafka import TopicPartition
 
@@ -334,10 +394,11 @@ class NewsMonitor:
             first[tp] = min(first.get(tp, msg.offset), msg.offset)
         assigned = self.consumer.assignment()
         for tp, offset in first.items():
-            if tp in assigned:
+            if tp in assigned and (tp.topic, tp.partition) not in (skip or set()):
                 self.consumer.seek(tp, offset)
-        self.engine = load_engine(self.rules, self.store)
-        self._stop.wait(1.0)
+        if reload:
+            self.engine = load_engine(self.rules, self.store)
+            self._stop.wait(1.0)
 
     def _update_lag(self) -> None:
         if time.monotonic() - self._last_lag < self.settings.lag_interval_s:
