@@ -14,7 +14,8 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow lint typecheck up down bench-core bench-news bench-support bench-recommend bench clean
+.PHONY: setup setup-browser test test-slow lint typecheck up down news-demo bench-core bench-news \
+	bench-support bench-recommend bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +26,14 @@ $(STAMP): $(MEMBERS) Makefile
 	$(BIN)/pip install -q $(foreach m,$(MEMBERS),-e "./$(patsubst %/,%,$(dir $(m)))[bench]") -r requirements-dev.txt
 	@touch $(STAMP)
 
+# Debian's chromium and the Playwright client, for the chat widget's end-to-end test.
+BROWSER_STAMP := $(VENV)/.browser-stamp
+setup-browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): $(STAMP) services/support_bot/scripts/install_browser.sh
+	services/support_bot/scripts/install_browser.sh $(VENV)
+	@touch $(BROWSER_STAMP)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,8 +41,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy packages/*/src services/*/src
 
-test: setup lint typecheck
-	$(BIN)/pytest -q
+test: setup setup-browser lint typecheck
+	VERTICALS_REQUIRE_BROWSER=1 $(BIN)/pytest -q
 
 up: setup
 	$(BIN)/verticals up
@@ -41,8 +50,12 @@ up: setup
 down:
 	$(BIN)/verticals down
 
-test-slow: setup
+test-slow: setup setup-browser
 	$(BIN)/pytest -q -m slow
+
+# With `make up` running: publish the demo headlines; the scripted alert shows at /alerts.
+news-demo:
+	$(BIN)/verticals news produce shared/news_monitor/demo_headlines.jsonl --fresh
 
 bench-core: setup
 	$(BIN)/python bench/core.py

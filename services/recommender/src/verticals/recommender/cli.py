@@ -56,6 +56,9 @@ def up(
     if len(engine.index) == 0 and source is not None and str(source) not in ("", "."):
         created, _ = _import(engine, Path(source))
         typer.echo(f"loaded {created} items from {source}", err=True)
+    url = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"recommender: {len(engine.index)} items at {url}/docs")
+    typer.echo(f"  e.g. {url}/v1/users/u1/recommendations?k=5")
     serve(build_app(settings, engine), settings)
 
 
