@@ -212,11 +212,13 @@ def test_two_consumers_in_one_group_share_the_partitions(
     first = start_monitor(settings, model, client_id="c1")
     second = start_monitor(settings, model, client_id="c2")
     try:
-        produce(settings, news(90, prefix="g"))
-        wait_for(lambda: len(set(output_ids(settings))) >= 90, 90, every=0.5)
-        wait_for(lambda: first.status["assigned"] and second.status["assigned"], 30)
+        # the group settles first (on a loaded machine the second join can take a while),
+        # so that the one consumer does not read everything before the other is assigned
+        wait_for(lambda: first.status["assigned"] and second.status["assigned"], 60)
         a, b = set(first.status["assigned"]), set(second.status["assigned"])
         assert a | b == {0, 1, 2} and not a & b
+        produce(settings, news(90, prefix="g"))
+        wait_for(lambda: len(set(output_ids(settings))) >= 90, 90, every=0.5)
         assert first.metrics.messages_in._value.get() > 0
         assert second.metrics.messages_in._value.get() > 0
     finally:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 from fastapi import FastAPI
 
 from verticals.serving.settings import ServiceSettings
 
 
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    sys.exit(128 + signum)
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Serve until SIGINT or SIGTERM. uvicorn shuts down gracefully, then re-raises the signal
+    to the handler installed before it: SIGTERM then raises SystemExit instead of killing the
+    process, so the caller's ``finally`` blocks (stopping a broker, say) still run."""
     import uvicorn
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -1,6 +1,6 @@
 """``verticals up`` / ``verticals down``: run every installed service together.
 
-A service is any ``verticals.commands`` plug-in whose sub-command group has an ``up`` command.
+A service is a package that lists itself in the ``verticals.services`` entry-point group.
 Each runs as its own process (``verticals <name> up``) with its output prefixed by its name;
 Ctrl-C or ``verticals down`` stops them all, the suite waiting for each to shut down cleanly.
 """
@@ -24,17 +24,9 @@ STOP_GRACE_SECONDS = 20
 
 
 def service_commands() -> list[str]:
-    """Names of the plug-ins that can be started with ``verticals <name> up``."""
-    names = []
-    for ep in sorted(entry_points(group="verticals.commands"), key=lambda e: e.name):
-        try:
-            app = ep.load()
-        except Exception:
-            continue
-        commands = getattr(app, "registered_commands", [])
-        if any((c.name or c.callback.__name__) == "up" for c in commands if c.callback):
-            names.append(ep.name)
-    return names
+    """The services installed: packages listed in the ``verticals.services`` entry-point group,
+    each started with ``verticals <name> up``."""
+    return sorted(ep.name for ep in entry_points(group="verticals.services"))
 
 
 def _pid_file(data_dir: Path) -> Path:
