@@ -75,7 +75,7 @@ def test_empty_file_missing_column_and_bad_encoding(tmp_path: Path) -> None:
 def test_bad_json_line_is_named(tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"query": "a", "positive": "b"}\n{not json}\n')
-    with pytest.raises(DataError, match="row 2: not valid JSON"):
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
         load_pairs(path, "query", "positive")
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,19 +146,24 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
 
 
 def _read_json_lines(path: Path, encoding: str) -> pd.DataFrame:
-    records = []
     with path.open(encoding=encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: row {number}: expected a JSON object")
-            records.append(record)
-    return pd.DataFrame.from_records(records)
+        return pd.DataFrame.from_records(parse_json_lines(handle, str(path)))
+
+
+def parse_json_lines(lines: Iterable[str], where: str) -> list[dict[str, Any]]:
+    """JSON objects, one per non-blank line; errors name ``where`` and the line."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: line {number}: expected a JSON object")
+        records.append(record)
+    return records
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from verticals.core.data import DataError, parse_json_lines
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -144,16 +145,10 @@ def parse_faq(content: str, fmt: str, where: str, max_chars: int) -> list[EntryI
         except csv.Error as exc:
             raise InputError(f"{where}: not valid CSV: {exc}") from exc
     elif fmt == "jsonl":
-        for n, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where} line {n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict):
-                raise InputError(f"{where} line {n}: expected a JSON object")
-            records.append(rec)
+        try:
+            records = parse_json_lines(content.splitlines(), where)
+        except DataError as exc:
+            raise InputError(str(exc)) from exc
     else:
         raise InputError(f"unsupported FAQ format {fmt!r} (use csv or jsonl)")
     return faq_from_records(records, where, max_chars)
