@@ -63,12 +63,18 @@ def train(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Fine-tune a model from a config and file it in the registry."""
+    """Fine-tune a model from a config and file it in the registry.
+
+    Data-parallel on N processes or GPUs: ``torchrun --nproc_per_node N -m verticals.core.cli
+    train CONFIG`` (same config; ``batch_size`` is per process)."""
     from verticals.core.config import TrainConfig
+    from verticals.core.distributed import is_main_process
     from verticals.core.training import run_training
 
     cfg = TrainConfig.from_yaml(config)
     outcome = run_training(cfg, _registry(), show_progress=progress)
+    if not is_main_process():
+        return  # rank 0 reports (and promotes) for every process
     typer.echo(f"registered {outcome.task} v{outcome.version} at {outcome.path}")
     typer.echo(json.dumps({k: round(v, 4) for k, v in outcome.metrics.items()}))
     typer.echo(f"reports: {outcome.path / 'reports'}")

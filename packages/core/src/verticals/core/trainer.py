@@ -1,5 +1,6 @@
 """The training loop both tasks share: AdamW with warm-up, dynamic padding, gradient
-accumulation, periodic validation with early stopping (best weights restored), progress bars."""
+accumulation, periodic validation with early stopping (best weights restored), progress bars.
+Under torchrun the same loop trains data-parallel (see :mod:`verticals.core.distributed`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from tqdm.auto import tqdm
 
 from verticals.core.config import TrainingConfig
 from verticals.core.data import MISSING, Head, LabelledTexts, TextPairs
+from verticals.core.distributed import Distributed, unreached_parameters
+
+Loss = Callable[[nn.Module, dict, dict], torch.Tensor]
+"""(network, inputs, targets) -> loss; the network is the DDP wrapper when data-parallel."""
 
 
 @dataclass
@@ -26,6 +31,8 @@ class TrainResult:
     steps: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    examples_per_rank: list[int] = field(default_factory=list)
+    """Training examples each process went through (all epochs), in rank order."""
 
 
 def seed_everything(seed: int) -> None:
@@ -45,10 +52,8 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, device: torc
     }
 
 
-def classification_loss(
-    model: nn.Module, heads: list[Head]
-) -> Callable[[dict, dict], torch.Tensor]:
-    def loss(inputs: dict, targets: dict) -> torch.Tensor:
+def classification_loss(heads: list[Head]) -> Loss:
+    def loss(model: nn.Module, inputs: dict, targets: dict) -> torch.Tensor:
         logits = model(inputs["input_ids"], inputs["attention_mask"])
         total = torch.zeros((), device=inputs["input_ids"].device)
         for head in heads:
@@ -65,10 +70,11 @@ def classification_loss(
     return loss
 
 
-def contrastive_loss(model: nn.Module, temperature: float) -> Callable[[dict, dict], torch.Tensor]:
-    """In-batch negatives (MultipleNegativesRankingLoss): query i must pick positive i."""
+def contrastive_loss(temperature: float) -> Loss:
+    """In-batch negatives (MultipleNegativesRankingLoss): query i must pick positive i
+    (data-parallel: among the queries of its own process's batch)."""
 
-    def loss(queries: dict, positives: dict) -> torch.Tensor:
+    def loss(model: nn.Module, queries: dict, positives: dict) -> torch.Tensor:
         q = model(queries["input_ids"], queries["attention_mask"])
         p = model(positives["input_ids"], positives["attention_mask"])
         scores = q @ p.T / temperature
@@ -83,9 +89,8 @@ def classification_batches(
     batch_size: int,
     max_length: int,
     device: torch.device,
-    rng: np.random.Generator,
+    order: np.ndarray,
 ) -> Iterator[tuple[dict, dict]]:
-    order = rng.permutation(len(data))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         inputs = tokenize(tokenizer, [data.texts[i] for i in idx], max_length, device)
@@ -108,9 +113,8 @@ def pair_batches(
     batch_size: int,
     max_length: int,
     device: torch.device,
-    rng: np.random.Generator,
+    order: np.ndarray,
 ) -> Iterator[tuple[dict, dict]]:
-    order = rng.permutation(len(data))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         if len(idx) < 2:
@@ -123,17 +127,42 @@ def pair_batches(
 
 def fit(
     model: nn.Module,
-    loss_fn: Callable[[dict, dict], torch.Tensor],
-    batches: Callable[[np.random.Generator], Iterator[tuple[dict, dict]]],
-    batches_per_epoch: int,
+    loss_fn: Loss,
+    batches: Callable[[np.ndarray], Iterator[tuple[dict, dict]]],
+    size: int,
     validate: Callable[[], float],
     config: TrainingConfig,
     head_parameters: Sequence[nn.Parameter] = (),
     show_progress: bool = True,
+    parallel: Distributed | None = None,
+    varying_graph: bool = False,
 ) -> TrainResult:
-    """Train ``model`` in place; keeps and restores the weights with the best validation score."""
+    """Train ``model`` in place; keeps and restores the weights with the best validation score.
+
+    ``batches(order)`` yields the batches of the training rows in ``order`` (``size`` rows).
+    ``validate`` runs on rank 0 only; its score is shared so every rank takes the same decision.
+    ``varying_graph``: a batch may leave some parameters out of the loss (a head whose labels
+    are all missing in the batch), which DDP must be told about."""
     from transformers import get_linear_schedule_with_warmup
 
+    parallel = parallel or Distributed()
+    rng = np.random.default_rng(config.seed)
+
+    def epoch_order(epoch: int) -> np.ndarray:
+        if parallel.active:
+            return parallel.epoch_order(size, epoch, config.seed)
+        return rng.permutation(size)
+
+    net = model
+    if parallel.active:
+        probe, _ = next(batches(epoch_order(0)))
+        unreached = set(unreached_parameters(model, probe))
+        for name, param in model.named_parameters():
+            if name in unreached:
+                param.requires_grad_(False)
+        net = parallel.wrap(model, find_unused_parameters=varying_graph)
+        torch.manual_seed(config.seed + parallel.rank)  # different dropout masks per rank
+    batches_per_epoch = -(-parallel.shard_size(size) // config.batch_size)
     head_ids = {id(p) for p in head_parameters}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": body, "lr": config.learning_rate}]
@@ -145,7 +174,6 @@ def fit(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
-    rng = np.random.default_rng(config.seed)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
 
     def snapshot() -> dict[str, torch.Tensor]:
@@ -156,21 +184,23 @@ def fit(
     history: list[dict[str, float]] = []
     evaluations_without_gain, step, stopped = 0, 0, False
     running: list[float] = []
+    examples = 0
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show_progress)
+    bar = tqdm(
+        total=total_steps,
+        desc="training",
+        unit="step",
+        disable=not (show_progress and parallel.is_main),
+    )
 
     def evaluate(epoch: float) -> bool:
         nonlocal best_score, best_state, evaluations_without_gain
         model.eval()
-        score = validate()
+        score = parallel.from_main(validate() if parallel.is_main else 0.0)
         model.train()
+        train_loss = parallel.mean(float(np.mean(running)) if running else float("nan"))
         history.append(
-            {
-                "step": step,
-                "epoch": round(epoch, 3),
-                "train_loss": float(np.mean(running)) if running else float("nan"),
-                "validation": score,
-            }
+            {"step": step, "epoch": round(epoch, 3), "train_loss": train_loss, "validation": score}
         )
         running.clear()
         bar.set_postfix(val=f"{score:.4f}", loss=f"{history[-1]['train_loss']:.4f}")
@@ -183,11 +213,14 @@ def fit(
     model.train()
     for epoch in range(config.epochs):
         optimizer.zero_grad()
-        for i, (a, b) in enumerate(batches(rng)):
-            loss = loss_fn(a, b) / accumulation
-            loss.backward()
+        for i, (a, b) in enumerate(batches(epoch_order(epoch))):
+            boundary = (i + 1) % accumulation == 0 or i + 1 == batches_per_epoch
+            with parallel.syncing(net, boundary):
+                loss = loss_fn(net, a, b) / accumulation
+                loss.backward()
             running.append(float(loss.detach()) * accumulation)
-            if (i + 1) % accumulation == 0 or i + 1 == batches_per_epoch:
+            examples += len(a["input_ids"])
+            if boundary:
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
@@ -210,4 +243,11 @@ def fit(
         for name, value in best_state.items():
             params[name].copy_(value)
     model.eval()
-    return TrainResult(best_score, time.perf_counter() - started, step, stopped, history)
+    return TrainResult(
+        best_score,
+        time.perf_counter() - started,
+        step,
+        stopped,
+        history,
+        parallel.gather(examples),
+    )

@@ -1,5 +1,8 @@
 """``verticals train CONFIG``: load and split data, fine-tune, evaluate on the held-out test
-split, and file the model with its card, test split and reports in the registry."""
+split, and file the model with its card, test split and reports in the registry.
+
+Under torchrun every process loads the same split and trains its shard of it; rank 0 alone
+evaluates, saves and registers, and every process returns rank 0's outcome."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verticals.core.config import TrainConfig
 from verticals.core.data import (
@@ -20,6 +23,9 @@ from verticals.core.data import (
     stratified_subset,
 )
 from verticals.core.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from verticals.core.distributed import Distributed
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,24 @@ def run_training(
     show_progress: bool = True,
     first_becomes_current: bool = True,
 ) -> TrainOutcome:
+    from verticals.core import distributed
+
+    with distributed.launch(config.training.device) as parallel:
+        outcome = parallel.from_main(
+            _train(config, registry, show_progress, first_becomes_current, parallel)
+        )
+    assert outcome is not None
+    return outcome
+
+
+def _train(
+    config: TrainConfig,
+    registry: ModelRegistry | None,
+    show_progress: bool,
+    first_becomes_current: bool,
+    parallel: Distributed,
+) -> TrainOutcome | None:
+    """Train (every rank); evaluate and register (rank 0 only, which returns the outcome)."""
     import torch
 
     from verticals.core import modeling, trainer
@@ -82,14 +106,17 @@ def run_training(
         encoder = modeling.add_lora(encoder, config.lora)
     setup = _Setup(
         config,
-        modeling.pick_device(config.training.device),
+        parallel.device,
         modeling.load_tokenizer(modeling.resolve_base_model(config.model.base)),
         show_progress,
+        parallel,
     )
     if isinstance(train, LabelledTexts):
         fitted = _fit_classifier(setup, encoder, train, validation, test)  # type: ignore[arg-type]
     else:
         fitted = _fit_embedder(setup, encoder, train, validation, test)  # type: ignore[arg-type]
+    if not parallel.is_main:
+        return None
     model, result, metrics, test_set = fitted.model, fitted.result, fitted.metrics, test
     max_len = config.model.max_length
 
@@ -125,6 +152,9 @@ def run_training(
             "stopped_early": result.stopped_early,
             "history": result.history,
             "device": str(setup.device),
+            "world_size": parallel.world_size,
+            "backend": parallel.backend,
+            "examples_per_rank": result.examples_per_rank,
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
@@ -147,6 +177,7 @@ class _Setup:
     device: Any
     tokenizer: Any
     show_progress: bool
+    parallel: Distributed
 
 
 @dataclass
@@ -182,16 +213,20 @@ def _fit_classifier(
 
     result = trainer.fit(
         model,
-        trainer.classification_loss(model, heads),
-        lambda rng: trainer.classification_batches(
-            train, setup.tokenizer, t.batch_size, max_len, setup.device, rng
+        trainer.classification_loss(heads),
+        lambda order: trainer.classification_batches(
+            train, setup.tokenizer, t.batch_size, max_len, setup.device, order
         ),
-        -(-len(train) // t.batch_size),
+        len(train),
         lambda: evaluation.summarize_heads(score(validation))["macro_f1"],
         t,
         list(model.heads.parameters()),
         setup.show_progress,
+        setup.parallel,
+        varying_graph=any(h.allow_missing for h in config.heads.values()),
     )
+    if not setup.parallel.is_main:
+        return _Fitted(model, result, {}, {}, "macro_f1")
     reports = score(test)
     return _Fitted(model, result, evaluation.summarize_heads(reports), reports, "macro_f1")
 
@@ -211,16 +246,19 @@ def _fit_embedder(
 
     result = trainer.fit(
         model,
-        trainer.contrastive_loss(model, t.temperature),
-        lambda rng: trainer.pair_batches(
-            train, setup.tokenizer, t.batch_size, max_len, setup.device, rng
+        trainer.contrastive_loss(t.temperature),
+        lambda order: trainer.pair_batches(
+            train, setup.tokenizer, t.batch_size, max_len, setup.device, order
         ),
-        -(-len(train) // t.batch_size),
+        len(train),
         lambda: score(validation)["mrr"],
         t,
         (),
         setup.show_progress,
+        setup.parallel,
     )
+    if not setup.parallel.is_main:
+        return _Fitted(model, result, {}, {}, "mrr")
     metrics = score(test)
     return _Fitted(model, result, metrics, {"retrieval": metrics}, "mrr")
 
