@@ -14,12 +14,12 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup setup-browser test test-slow lint typecheck up down news-demo bench-core bench-news \
+.PHONY: setup setup-browser setup-postgres test test-slow lint typecheck up down news-demo bench-core bench-news \
 	bench-support bench-recommend bench clean
 
 setup: $(STAMP)
 
-$(STAMP): $(MEMBERS) Makefile
+$(STAMP): $(MEMBERS) Makefile requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null \
 	  || $(BIN)/pip install -q $(TORCH_SPEC) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
@@ -34,6 +34,15 @@ $(BROWSER_STAMP): $(STAMP) services/support_bot/scripts/install_browser.sh
 	services/support_bot/scripts/install_browser.sh $(VENV)
 	@touch $(BROWSER_STAMP)
 
+# Debian's PostgreSQL server: the tests start a throwaway one on 127.0.0.1 (psycopg is pinned
+# in packages/serving).
+POSTGRES_STAMP := $(VENV)/.postgres-stamp
+setup-postgres: $(POSTGRES_STAMP)
+
+$(POSTGRES_STAMP): $(STAMP) packages/serving/scripts/install_postgres.sh
+	packages/serving/scripts/install_postgres.sh $(VENV)
+	@touch $(POSTGRES_STAMP)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,8 +50,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy packages/*/src services/*/src
 
-test: setup setup-browser lint typecheck
-	VERTICALS_REQUIRE_BROWSER=1 $(BIN)/pytest -q
+test: setup setup-browser setup-postgres lint typecheck
+	VERTICALS_REQUIRE_BROWSER=1 VERTICALS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
 
 up: setup
 	$(BIN)/verticals up
@@ -50,7 +59,7 @@ up: setup
 down:
 	$(BIN)/verticals down
 
-test-slow: setup setup-browser
+test-slow: setup setup-browser setup-postgres
 	$(BIN)/pytest -q -m slow
 
 # With `make up` running: publish the demo headlines; the scripted alert shows at /alerts.

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MAX_ENTITY_CHARS = 200
+
 
 class NewsItem(BaseModel):
     """One news item as published on the input topic (JSON, UTF-8)."""
@@ -37,6 +39,15 @@ class NewsItem(BaseModel):
                 raise ValueError(f"invalid ticker {t!r}")
             out.append(t)
         return out
+
+    @field_validator("entities")
+    @classmethod
+    def _entities(cls, value: list[str]) -> list[str]:
+        """Bounded: an entity becomes an alert key (``entity:<name>``, a 300-character column)."""
+        for e in value:
+            if len(e) > MAX_ENTITY_CHARS:
+                raise ValueError(f"entity over {MAX_ENTITY_CHARS} characters: {e[:40]!r}...")
+        return value
 
 
 class HeadResult(BaseModel):

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from verticals.news_monitor.alerts import Observation
 from verticals.news_monitor.schemas import Alert
-from verticals.serving.database import Base, Database
+from verticals.serving.database import Base, Database, insert_for
 
 
 class NewsBase(Base):
@@ -77,27 +76,24 @@ class NewsStore:
         alerts: list[Alert],
     ) -> list[str]:
         """Store new observations (with topic, sentiment), engine state and alerts in one
-        transaction; returns the ids of alerts that were not stored before."""
-        fresh: list[str] = []
+        transaction; returns the ids of alerts that were not stored before. Ids already stored
+        (a redelivery, or another replica's copy) are skipped by ``ON CONFLICT DO NOTHING``."""
         with self.db.session() as s:
-            ids = [o.id for o, _, _ in observations]
-            known = set(s.scalars(select(ObservationRow.id).where(ObservationRow.id.in_(ids))))
-            for obs, topic, sentiment in observations:
-                if obs.id in known:
-                    continue
-                known.add(obs.id)
-                s.add(
-                    ObservationRow(
-                        id=obs.id,
-                        event_ts=obs.event_ts,
-                        topic=topic,
-                        keys=json.dumps(obs.keys),
-                        negative=obs.negative,
-                        negative_probability=obs.negative_probability,
-                        sentiment=sentiment,
-                        title=obs.title,
-                    )
-                )
+            obs_rows = [
+                {
+                    "id": obs.id,
+                    "event_ts": obs.event_ts,
+                    "topic": topic,
+                    "keys": json.dumps(obs.keys),
+                    "negative": obs.negative,
+                    "negative_probability": obs.negative_probability,
+                    "sentiment": sentiment,
+                    "title": obs.title,
+                }
+                for obs, topic, sentiment in observations
+            ]
+            if obs_rows:
+                s.execute(insert_for(s, ObservationRow).on_conflict_do_nothing(), obs_rows)
             rows = [
                 {"rule": rule, "key": key, "state": json.dumps(values)}
                 for rule, key, values in state["keys"]
@@ -112,41 +108,37 @@ class NewsStore:
                 }
             )
             self._upsert_state(s, rows)
-            alert_ids = [a.id for a in alerts]
-            stored = set(s.scalars(select(AlertRow.id).where(AlertRow.id.in_(alert_ids))))
-            for alert in alerts:
-                if alert.id in stored:
-                    continue
-                stored.add(alert.id)
-                fresh.append(alert.id)
-                s.add(
-                    AlertRow(
-                        id=alert.id,
-                        rule=alert.rule,
-                        key=alert.key,
-                        window_end=alert.window_end.timestamp(),
-                        score=alert.score,
-                        payload=json.dumps(alert.to_json()),
-                        created_at=alert.created_at.timestamp(),
-                        published=False,
-                    )
-                )
-        return fresh
+            alert_rows = [
+                {
+                    "id": alert.id,
+                    "rule": alert.rule,
+                    "key": alert.key,
+                    "window_end": alert.window_end.timestamp(),
+                    "score": alert.score,
+                    "payload": json.dumps(alert.to_json()),
+                    "created_at": alert.created_at.timestamp(),
+                    "published": False,
+                    "webhook_attempts": 0,
+                    "webhook_delivered": False,
+                }
+                for alert in alerts
+            ]
+            if not alert_rows:
+                return []
+            stmt = insert_for(s, AlertRow).on_conflict_do_nothing().returning(AlertRow.id)
+            stored = set(s.scalars(stmt, alert_rows))
+        return [i for i in dict.fromkeys(a.id for a in alerts) if i in stored]
 
     def _upsert_state(self, session: Session, rows: list[dict[str, str]]) -> None:
-        """One statement for all keys on SQLite and PostgreSQL; row by row elsewhere."""
-        dialect = self.db.engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = sqlite if dialect == "sqlite" else postgresql
-            stmt = module.insert(EngineStateRow).values(rows)
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["rule", "key"], set_={"state": stmt.excluded.state}
-                )
+        """One statement for all keys; rows in key order, so concurrent replicas lock them in
+        the same order (no deadlock)."""
+        latest = {(r["rule"], r["key"]): r for r in rows}
+        stmt = insert_for(session, EngineStateRow).values([latest[k] for k in sorted(latest)])
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["rule", "key"], set_={"state": stmt.excluded.state}
             )
-        else:
-            for row in rows:
-                session.merge(EngineStateRow(**row))
+        )
 
     def known_ids(self, ids: list[str]) -> set[str]:
         """Which of these items were stored by an earlier batch (redeliveries)."""

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from verticals.serving.database import Base, Database
+from verticals.serving.database import Base, Database, UTCDateTime, insert_for
 
 
 class RecBase(Base):
@@ -46,7 +46,7 @@ class ItemRow(RecBase):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     """float32 bytes of the unit item vector (so the index is rebuilt from the database)."""
     encoder_version: Mapped[str] = mapped_column(String(100))
-    updated_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EventRow(RecBase):
@@ -61,6 +61,7 @@ class EventRow(RecBase):
 
 
 ITEM_FIELDS = ("title", "description", "category", "tags", "price", "in_stock", "attributes")
+WRITTEN = ("vector", "encoder_version", "updated_at")
 
 
 class Store:
@@ -86,27 +87,31 @@ class Store:
     def upsert_items(
         self, session: Session, items: Sequence[dict[str, Any]], vectors: np.ndarray, version: str
     ) -> tuple[dict[str, int], int]:
-        """Insert or update; returns every item's key and how many were new."""
+        """Insert or update in one ``INSERT ... ON CONFLICT (item_id) DO UPDATE`` (replicas
+        writing the same ids at once both succeed); returns every item's key and how many
+        were new."""
         now = datetime.now(UTC)
         existing = self.keys_for(session, [i["id"] for i in items])
-        new_rows, changed = [], []
-        for item, vec in zip(items, vectors, strict=True):
-            values = {f: item[f] for f in ITEM_FIELDS}
-            values.update(
-                vector=np.asarray(vec, dtype=np.float32).tobytes(),
-                encoder_version=version,
-                updated_at=now,
-            )
-            if item["id"] in existing:
-                changed.append({"key": existing[item["id"]], **values})
-            else:
-                new_rows.append({"item_id": item["id"], **values})
-        if changed:
-            session.execute(update(ItemRow), changed)
-        if new_rows:
-            session.execute(insert(ItemRow), new_rows)
-        keys = {**existing, **self.keys_for(session, [r["item_id"] for r in new_rows])}
-        return keys, len(new_rows)
+        rows = [
+            {
+                "item_id": item["id"],
+                **{f: item[f] for f in ITEM_FIELDS},
+                "vector": np.asarray(vec, dtype=np.float32).tobytes(),
+                "encoder_version": version,
+                "updated_at": now,
+            }
+            for item, vec in zip(items, vectors, strict=True)
+        ]
+        if not rows:
+            return {}, 0
+        stmt = insert_for(session, ItemRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={c: stmt.excluded[c] for c in (*ITEM_FIELDS, *WRITTEN)},
+        )
+        result = session.execute(stmt.returning(ItemRow.item_id, ItemRow.key), rows)
+        keys = {item_id: key for item_id, key in result}
+        return keys, sum(1 for i in items if i["id"] not in existing)
 
     def delete_items(self, session: Session, keys: Iterable[int]) -> None:
         keys = list(keys)

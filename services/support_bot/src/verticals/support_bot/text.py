@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 
 from verticals.core.data import DataError, parse_json_lines
@@ -69,6 +72,16 @@ class EntryIn:
         """What both retrievers see."""
         head = " / ".join(p for p in (self.title, self.heading) if p)
         return f"{head}\n{self.body}"
+
+
+def fingerprint(entries: Mapping[int, EntryIn]) -> str:
+    """A digest of a tenant's entries (primary keys and content): the same on every replica
+    reading the same database, so a saved index is reused only while it still matches."""
+    digest = hashlib.sha256()
+    for pk in sorted(entries):
+        row = json.dumps([pk, asdict(entries[pk])], ensure_ascii=False, sort_keys=True)
+        digest.update(row.encode())
+    return digest.hexdigest()
 
 
 def _listish(value: object) -> list[str]:

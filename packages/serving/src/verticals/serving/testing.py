@@ -1,0 +1,180 @@
+"""A throwaway PostgreSQL server for tests (a pytest plugin, loaded by the root conftest.py).
+
+``postgres`` (session) runs initdb and ``pg_ctl start`` in a temporary folder, listening on
+127.0.0.1 on a free port only; ``postgres_url`` (per test) creates a fresh database and drops it
+afterwards. As root the server runs as the ``postgres`` system user (PostgreSQL refuses root).
+Binaries missing: the tests skip, unless ``VERTICALS_REQUIRE_POSTGRES=1`` (set by ``make test``
+after ``packages/serving/scripts/install_postgres.sh``) makes them fail.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HINT = "run packages/serving/scripts/install_postgres.sh (or `make setup-postgres`)"
+SERVER_TIMEZONE = "America/Sao_Paulo"
+"""Not UTC on purpose: a naive/aware datetime mix-up shows as a shifted time."""
+
+
+def find_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` (Debian), else the one on PATH."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).resolve().parent if pg_ctl and shutil.which("initdb") else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PostgresServer:
+    """One local server: ``start()``, ``create_database()``, ``url(db)``, ``stop()``."""
+
+    def __init__(self, bin_dir: Path, user: str = "verticals") -> None:
+        self.bin_dir = bin_dir
+        self.user = user
+        self.password = secrets.token_hex(12)
+        self.port = free_port()
+        # /tmp itself, not pytest's root-only tmp folder: the postgres user must reach it
+        self.root = Path(tempfile.mkdtemp(prefix="verticals-pg-"))
+        self.data = self.root / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+            self._as = [runuser, "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        result = subprocess.run(
+            [*self._as, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed: {result.stderr or result.stdout}")
+
+    def start(self) -> PostgresServer:
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password)
+        if self._as:
+            shutil.chown(pwfile, "postgres", "postgres")
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        pwfile.unlink()
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={self.port}",
+                f"-c unix_socket_directories={self.root}",
+                f"-c timezone={SERVER_TIMEZONE}",
+                "-c max_connections=300",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        where = f"127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{self.user}:{self.password}@{where}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        conninfo = self.url().replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+    def create_database(self, name: str | None = None) -> str:
+        name = name or "t_" + secrets.token_hex(6)
+        self._admin(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("VERTICALS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason}: {HINT}")
+    pytest.skip(f"{reason}: {HINT}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A running local PostgreSQL server for the whole test session."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("the psycopg driver is missing")
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        _unavailable("PostgreSQL server binaries (initdb, pg_ctl) are missing")
+        raise AssertionError  # unreachable: skip/fail raise
+    server = PostgresServer(bin_dir)
+    started = time.perf_counter()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    print(f"\nPostgreSQL on 127.0.0.1:{server.port} in {time.perf_counter() - started:.1f}s")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
