@@ -19,6 +19,8 @@ from verticals.serving.metrics import HttpMetrics
 from verticals.serving.settings import ServiceSettings
 
 log = logging.getLogger("verticals.http")
+QUIET_ROUTES = ("/health", "/metrics")
+"""Probed every few seconds: their access lines are DEBUG, every other request's INFO."""
 
 
 def create_app(
@@ -32,7 +34,7 @@ def create_app(
     health: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """A FastAPI app with /health, /metrics (Prometheus) and the service's routers."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, service)
     app = FastAPI(
         title=f"verticals {service}", version=version, description=description, lifespan=lifespan
     )
@@ -42,23 +44,47 @@ def create_app(
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_request_bytes:
             return JSONResponse(
-                {"detail": f"request body over {settings.max_request_bytes} bytes"}, status_code=413
+                {"detail": f"request body over {settings.max_request_bytes} bytes"},
+                status_code=413,
+                headers={"x-request-id": rid},
             )
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         token = request_id.set(rid)
         started = time.perf_counter()
         try:
-            response: Response = await call_next(request)
+            try:
+                response: Response = await call_next(request)
+            except Exception:  # logged with its request id, answered as a JSON 500
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+                response = JSONResponse(
+                    {"detail": "internal server error", "request_id": rid}, status_code=500
+                )
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            http.requests.labels(service, request.method, path, str(response.status_code)).inc()
+            http.latency.labels(service, path).observe(elapsed)
+            log.log(
+                logging.DEBUG if path in QUIET_ROUTES else logging.INFO,
+                "%s %s %s",
+                request.method,
+                request.url.path,
+                response.status_code,
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "path": request.url.path,
+                        "route": path,
+                        "status": response.status_code,
+                        "ms": round(elapsed * 1000, 1),
+                    }
+                },
+            )
         finally:
             request_id.reset(token)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        http.requests.labels(service, request.method, path, str(response.status_code)).inc()
-        http.latency.labels(service, path).observe(elapsed)
         response.headers["x-request-id"] = rid
         return response
 
@@ -80,4 +106,39 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    _document_validation_errors(app)
     return app
+
+
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "Every problem, '; '-separated."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+"""The body of our 422 answers, in place of FastAPI's default schema: ``errors`` (one per field)
+comes with request validation failures (``_invalid``), a route's own 422 has ``detail`` only."""
+
+
+def _document_validation_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the 422 body the app really sends."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schemas = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

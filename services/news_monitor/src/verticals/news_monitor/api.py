@@ -37,7 +37,11 @@ def alerts(
     return {"count": len(rows), "alerts": rows}
 
 
-@router.get("/trends", response_model=None)
+@router.get(
+    "/trends",
+    response_model=None,
+    responses={200: {"content": {"image/png": {}}, "description": "JSON points, or a PNG chart"}},
+)
 def trends(
     request: Request,
     store: Store,

@@ -15,6 +15,15 @@ DEFAULT_DIR = Path("var/news_monitor/broker")
 DataDir = Annotated[Path, typer.Option(help="Broker data directory (one per run).")]
 
 
+@app.callback()
+def _logging() -> None:
+    """Whatever the broker commands log (the Kafka client's retries while the broker starts)
+    comes out in the suite's JSON format."""
+    from verticals.serving.logging import configure_logging
+
+    configure_logging("WARNING", "broker")
+
+
 @app.command()
 def up(
     data_dir: DataDir = DEFAULT_DIR,

@@ -116,7 +116,7 @@ def run(
     from verticals.serving.logging import configure_logging
 
     settings = _settings(bootstrap, **({"group_instance_id": instance_id} if instance_id else {}))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, "news_monitor")
     ensure_topics(settings)
     monitor = build_monitor(settings, client_id=client_id)
     stop = threading.Event()

@@ -156,7 +156,7 @@ def get_item(item_id: str, engine: Engine) -> dict[str, Any]:
 @router.get("/items")
 def list_items(
     engine: Engine,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # SQL takes 64-bit offsets only
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     total, items = engine.list_items(offset, limit)

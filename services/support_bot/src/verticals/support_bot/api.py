@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -20,6 +20,7 @@ from verticals.serving.app import create_app
 from verticals.serving.auth import API_KEY_HEADER
 from verticals.support_bot.pipeline import Reply, SupportBot, UnknownTenant
 from verticals.support_bot.schemas import (
+    MAX_ROW_ID,
     Changed,
     ChatRequest,
     ChatResponse,
@@ -218,7 +219,7 @@ def list_entries(
     bot: Bot,
     kind: Literal["faq", "passage"] | None = None,
     limit: Annotated[int, Query(gt=0, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # SQL takes 64-bit offsets only
 ) -> list[EntryOut]:
     caller.admin(bot, tenant)
     return [_entry_out(e) for e in bot.store.entries(tenant, kind, limit, offset)]
@@ -263,7 +264,11 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-@router.post("/v1/chat/stream", tags=["chat"])
+@router.post(
+    "/v1/chat/stream",
+    tags=["chat"],
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
 async def chat_stream(body: ChatRequest, caller: Auth, bot: Bot) -> StreamingResponse:
     """The same answer as Server-Sent Events: ``meta``, then ``delta`` chunks, then ``done``."""
     caller.chat(bot, body.tenant)
@@ -331,7 +336,12 @@ def list_handoffs(
 
 
 @router.post("/v1/handoffs/{handoff_id}/reply", tags=["handoffs"])
-def staff_reply(handoff_id: int, body: StaffReply, caller: Auth, bot: Bot) -> dict[str, int]:
+def staff_reply(
+    handoff_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    body: StaffReply,
+    caller: Auth,
+    bot: Bot,
+) -> dict[str, int]:
     caller.admin(bot, body.tenant)
     return {
         "message_id": bot.staff_reply(body.tenant, handoff_id, body.text, body.entry_id, body.close)

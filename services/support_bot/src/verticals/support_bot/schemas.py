@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+MAX_ROW_ID = 2**63 - 1
+"""Row ids are 64-bit in SQL: a larger number is a 422, not a database overflow."""
 
 
 class TenantCreate(BaseModel):
@@ -116,5 +118,5 @@ class StaffReply(BaseModel):
 class FeedbackIn(BaseModel):
     tenant: str
     session_id: str = Field(pattern=SESSION_PATTERN)
-    message_id: int
+    message_id: int = Field(ge=1, le=MAX_ROW_ID)
     rating: Literal["up", "down"]
