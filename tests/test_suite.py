@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ["news_monitor", "support_bot", "recommender"]
+SERVICES = ["news_monitor", "support_bot", "recommender", "dashboard"]
+ADMIN = {"X-API-Key": "change-me"}  # the local default admin key
 
 
 def free_port() -> int:
@@ -47,39 +48,36 @@ def test_cli_lists_every_service() -> None:
         text=True,
         check=True,
     ).stdout
-    for command in ("train", "models", "news", "broker", "support", "recommend", "up", "down"):
+    for command in ("train", "models", "news", "broker", "support", "recommend", "dashboard", "up"):
         assert command in out
 
 
-@pytest.mark.timeout(300)
-def test_up_starts_all_services_and_ctrl_c_stops_them(tmp_path: Path) -> None:
-    ports = {"news": free_port(), "support": free_port(), "recommender": free_port()}
-    broker_port = free_port()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "VERTICALS_REGISTRY_DIR": str(tmp_path / "registry"),
-        "VERTICALS_NEWS_DATA_DIR": str(tmp_path / "news"),
-        "VERTICALS_NEWS_PORT": str(ports["news"]),
-        "VERTICALS_NEWS_BROKER_PORT": str(broker_port),
-        "VERTICALS_SUPPORT_DATA_DIR": str(tmp_path / "support"),
-        "VERTICALS_SUPPORT_PORT": str(ports["support"]),
-        "VERTICALS_RECOMMENDER_DATA_DIR": str(tmp_path / "recommender"),
-        "VERTICALS_RECOMMENDER_PORT": str(ports["recommender"]),
-    }
-    log = (tmp_path / "suite.log").open("w")
-    suite = subprocess.Popen(
-        [sys.executable, "-m", "verticals.core.cli", "up", "--data-dir", str(tmp_path / "var")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-    )
-    try:
-        pending = dict(ports)
-        deadline = time.monotonic() + 240
+class Suite:
+    """``verticals up`` in a subprocess, stopped with SIGINT (what Ctrl-C sends)."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], ports: dict[str, int]) -> None:
+        self.log_path = tmp_path / f"suite-{time.monotonic_ns()}.log"
+        self.ports = ports
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "verticals.core.cli", "up", "--data-dir", str(tmp_path / "var")],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        pending = dict(self.ports)
+        deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            assert suite.poll() is None, (tmp_path / "suite.log").read_text()[-3000:]
+            assert self.proc.poll() is None, self.output()[-3000:]
             for name, port in list(pending.items()):
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
@@ -87,20 +85,73 @@ def test_up_starts_all_services_and_ctrl_c_stops_them(tmp_path: Path) -> None:
                 except httpx.HTTPError:
                     pass
             time.sleep(1)
-        assert not pending, f"not up: {pending}\n" + (tmp_path / "suite.log").read_text()[-3000:]
-        output = (tmp_path / "suite.log").read_text()
-        assert f"127.0.0.1:{ports['support']}" in output  # each service prints its URL
-        assert f"127.0.0.1:{ports['recommender']}" in output
-        recs = httpx.get(
-            f"http://127.0.0.1:{ports['recommender']}/v1/users/new-user/recommendations?k=3"
-        )
+        assert not pending, f"not up: {pending}\n" + self.output()[-3000:]
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+        self._log.close()
+        return self.output()
+
+
+@pytest.mark.timeout(480)
+def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data(
+    tmp_path: Path,
+) -> None:
+    names = ("news", "support", "recommender", "dashboard")
+    ports = {name: free_port() for name in names}
+    broker_port = free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VERTICALS_REGISTRY_DIR": str(tmp_path / "registry"),
+        "VERTICALS_CACHE_DIR": str(tmp_path / "cache"),
+        "VERTICALS_NEWS_BROKER_PORT": str(broker_port),
+        "VERTICALS_RECOMMENDER_DATA_DIR": str(tmp_path / "recommender"),
+        "VERTICALS_NEWS_DATA_DIR": str(tmp_path / "news"),
+        "VERTICALS_SUPPORT_DATA_DIR": str(tmp_path / "support"),
+        "VERTICALS_DASHBOARD_DATA_DIR": str(tmp_path / "dashboard"),
+        **{f"VERTICALS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    entry = {"id": "suite-kept", "question": "Do you keep my data?", "answer": "We keep it."}
+    item = {
+        "id": "suite-lamp",
+        "title": "Suite test lamp",
+        "description": "kept across restarts",
+        "category": "home",
+    }
+
+    first = Suite(tmp_path, env, ports)
+    try:
+        first.wait_healthy()
+        output = first.output()
+        for name in ("support", "recommender", "dashboard"):
+            assert first.url(name) in output  # each service prints its URL
+        recs = httpx.get(first.url("recommender") + "/v1/users/new-user/recommendations?k=3")
         assert recs.status_code == 200
+        status = httpx.get(first.url("dashboard") + "/api/status", timeout=10).json()
+        assert all(s["available"] for s in status["services"]), status
+        saved = httpx.post(
+            first.url("support") + "/v1/tenants/demo/faq", json={"entries": [entry]}, headers=ADMIN
+        )
+        assert saved.status_code == 200, saved.text
+        put = httpx.put(first.url("recommender") + "/v1/items/suite-lamp", json=item, headers=ADMIN)
+        assert put.status_code == 200, put.text
     finally:
-        suite.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        suite.wait(timeout=60)
-        log.close()
-    output = (tmp_path / "suite.log").read_text()
+        output = first.stop()
     assert "all services stopped" in output
     for port in [*ports.values(), broker_port]:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+    second = Suite(tmp_path, env, ports)
+    try:
+        second.wait_healthy()
+        kept = httpx.get(
+            second.url("support") + "/v1/tenants/demo/entries/suite-kept", headers=ADMIN
+        )
+        assert kept.status_code == 200 and kept.json()["body"] == entry["answer"], kept.text
+        lamp = httpx.get(second.url("recommender") + "/v1/items/suite-lamp")
+        assert lamp.status_code == 200 and lamp.json()["title"] == item["title"], lamp.text
+    finally:
+        assert "all services stopped" in second.stop()

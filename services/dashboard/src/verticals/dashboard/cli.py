@@ -1,0 +1,55 @@
+"""``verticals dashboard up``: serve the management dashboard (light imports only here)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Management dashboard of the suite.", no_args_is_help=True)
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Serve the dashboard on 127.0.0.1 (models, news, support, recommender)."""
+    from verticals.core.settings import SettingsError
+    from verticals.dashboard.api import build_app
+    from verticals.dashboard.settings import get_settings
+    from verticals.serving.server import serve
+
+    try:
+        settings = get_settings(**({"port": port} if port else {}))
+    except SettingsError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    app_ = build_app(settings)
+    typer.echo(f"dashboard: http://{settings.host}:{settings.port}/")
+    for name, url in settings.upstreams().items():
+        typer.echo(f"  {name:<12}{url}")
+    typer.echo(f"  {'registry':<12}{app_.state.registry.root}")
+    serve(app_, settings)
+
+
+@app.command()
+def status() -> None:
+    """Print whether each service the dashboard reads can be reached."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from verticals.dashboard import panels
+    from verticals.dashboard.settings import get_settings
+    from verticals.dashboard.upstream import Upstream
+
+    settings = get_settings()
+
+    async def run() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=settings.upstream_timeout_s) as client:
+            ups = {k: Upstream(k, u, client) for k, u in settings.upstreams().items()}
+            return await panels.status(ups)
+
+    for row in asyncio.run(run())["services"]:
+        typer.echo(json.dumps(row))

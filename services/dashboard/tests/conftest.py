@@ -1,0 +1,273 @@
+"""The real services behind the dashboard, each a uvicorn server on a free 127.0.0.1 port over
+temporary data (one encoder shared by the support bot and the recommender, loaded once):
+
+- news monitor: its API (no consumer, so no broker) over a store filled by the monitor's own
+  batch path (decode, classify with the shipped default model, alert engine, save_batch) from the
+  demo feed, which holds a scripted spike on HLVB;
+- support bot: tenant ``acme`` with the first FAQ entries of the sample store, one question it
+  answers and one it hands off (created through its HTTP API);
+- recommender: a generated catalog and a few events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DASHBOARD_KEY = "test-dashboard-key"
+SUPPORT_KEY = "test-support-root-key"
+TENANT = "acme"
+FAQ_ENTRIES = 12
+CATALOG_ITEMS = 40
+NEWS_TASK = "news-sentiment-topic"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def live_server() -> type[LiveServer]:
+    return LiveServer
+
+
+@pytest.fixture(scope="session")
+def dashboard_key() -> str:
+    return DASHBOARD_KEY
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Any:
+    from verticals.core.inference import Encoder
+
+    return Encoder.from_base()
+
+
+# ---- news monitor ----------------------------------------------------------------------------
+def classify_into_store(store: Any, model: Any, rules: Any, lines: list[bytes]) -> list[Any]:
+    """The monitor's batch path without Kafka: decode, classify, alert engine, one transaction.
+    Returns the alerts raised."""
+    from verticals.news_monitor.alerts import AlertEngine
+    from verticals.news_monitor.pipeline import Rejected, classify, decode
+
+    items = [i for i in (decode(line) for line in lines) if not isinstance(i, Rejected)]
+    records, observations = classify(items, model)
+    engine = AlertEngine(rules, store.load_engine_state())
+    alerts = engine.process(observations)
+    store.save_batch(
+        [
+            (o, r["topic"]["label"], r["sentiment"]["label"])
+            for o, r in zip(observations, records, strict=True)
+        ],
+        engine.export_state(),
+        alerts,
+    )
+    return alerts
+
+
+@pytest.fixture(scope="session")
+def news_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from verticals.core.inference import Predictor
+    from verticals.core.registry import ModelRegistry
+    from verticals.news_monitor.alerts import RulesConfig
+    from verticals.news_monitor.feed import read_lines
+    from verticals.news_monitor.service import build_app
+    from verticals.news_monitor.settings import NewsSettings, shared_dir
+    from verticals.news_monitor.store import NewsStore
+
+    root = tmp_path_factory.mktemp("news")
+    registry = ModelRegistry(root / "registry")
+    registry.ensure(shared_dir() / "model")
+    model = Predictor.from_registry(NEWS_TASK, registry=registry, batch_size=64)
+    settings = NewsSettings(data_dir=root)
+    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
+    rules = RulesConfig.from_yaml(settings.rules_path)
+    alerts = classify_into_store(
+        store, model, rules, read_lines(shared_dir() / "demo_headlines.jsonl")
+    )
+    assert any(a.key == "ticker:HLVB" for a in alerts), "the demo spike raised no alert"
+    with LiveServer(build_app(settings, consume=False)) as server:
+        yield {
+            "url": server.url,
+            "store": store,
+            "add": lambda lines: classify_into_store(store, model, rules, lines),
+        }
+
+
+# ---- support bot -----------------------------------------------------------------------------
+_questions = itertools.count(1)
+
+
+def handoff_question() -> str:
+    """A fresh question far from a furniture shop's FAQ: the bot hands it off."""
+    return f"What is the capital of Australia? (question {next(_questions)})"
+
+
+@pytest.fixture(scope="session")
+def support_service(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Any
+) -> Iterator[dict[str, Any]]:
+    from verticals.support_bot.api import build_app
+    from verticals.support_bot.pipeline import SupportBot
+    from verticals.support_bot.settings import SupportSettings
+
+    settings = SupportSettings(
+        data_dir=tmp_path_factory.mktemp("support"),
+        admin_api_key=SUPPORT_KEY,  # type: ignore[arg-type]
+    )
+    bot = SupportBot(settings, encoder=encoder)
+    faq = [
+        json.loads(line)
+        for line in (settings.sample_dir / "faq.jsonl").read_text().splitlines()[:FAQ_ENTRIES]
+    ]
+    with LiveServer(build_app(settings, bot)) as server:
+        root = {"X-API-Key": SUPPORT_KEY}
+        made = httpx.post(
+            f"{server.url}/v1/tenants", json={"id": TENANT, "name": "Acme (test)"}, headers=root
+        )
+        assert made.status_code == 201, made.text
+        admin = {"X-API-Key": made.json()["admin_key"]}
+        added = httpx.post(
+            f"{server.url}/v1/tenants/{TENANT}/faq", json={"entries": faq}, headers=admin
+        )
+        assert added.status_code == 200 and added.json()["count"] == FAQ_ENTRIES, added.text
+
+        def chat(message: str) -> dict[str, Any]:
+            body = {"tenant": TENANT, "session_id": f"s{next(_questions)}", "message": message}
+            r = httpx.post(f"{server.url}/v1/chat", json=body, headers=admin, timeout=30)
+            assert r.status_code == 200, r.text
+            reply: dict[str, Any] = r.json()
+            return reply
+
+        assert chat(faq[0]["question"])["kind"] == "answer"
+        yield {"url": server.url, "chat": chat, "faq": faq}
+
+
+@pytest.fixture
+def new_handoff(support_service: dict[str, Any]) -> Callable[[], tuple[int, str]]:
+    """Ask the support bot something it hands off; returns (handoff id, question)."""
+
+    def make() -> tuple[int, str]:
+        question = handoff_question()
+        reply = support_service["chat"](question)
+        assert reply["kind"] == "handoff", reply
+        return int(reply["handoff_id"]), question
+
+    return make
+
+
+# ---- recommender -----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def recommender_service(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Any
+) -> Iterator[dict[str, Any]]:
+    from verticals.recommender.api import build_app
+    from verticals.recommender.generate import generate_catalog
+    from verticals.recommender.pipeline import Recommender
+    from verticals.recommender.schemas import ItemIn
+    from verticals.recommender.settings import RecommenderSettings
+
+    settings = RecommenderSettings(
+        data_dir=tmp_path_factory.mktemp("recommender"), admin_api_key="test-recommender-key"
+    )
+    engine = Recommender(settings, encoder=encoder)
+    catalog = [ItemIn(**item) for item in generate_catalog(CATALOG_ITEMS, seed=3)]
+    engine.upsert_items(catalog)
+    with LiveServer(build_app(settings, engine)) as server:
+        events = [
+            {"user_id": f"u{u}", "item_id": catalog[(u * 3 + i) % CATALOG_ITEMS].id, "type": t}
+            for u in range(4)
+            for i, t in enumerate(["view", "click", "purchase"])
+        ]
+        r = httpx.post(f"{server.url}/v1/events", json={"events": events})
+        assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+        yield {"url": server.url, "catalog": catalog, "users": 4}
+    engine.close()
+
+
+# ---- the registry and the dashboard ------------------------------------------------------------
+@pytest.fixture
+def registry(tmp_path: Path) -> Any:
+    """A registry holding the shipped news model three times: v1 current, v2 as good (the same
+    card, so the same score on the same test set), v3 worse (its card's macro-F1 lowered on the
+    same test set), so the registry refuses to promote it."""
+    from verticals.core.registry import ModelRegistry
+    from verticals.news_monitor.settings import shared_dir
+
+    reg = ModelRegistry(tmp_path / "registry")
+    for _ in range(3):
+        reg.import_version(shared_dir() / "model")
+    card = reg.card(NEWS_TASK, 3)
+    reg.update_card(NEWS_TASK, 3, metrics={**card["metrics"], "macro_f1": 0.5})
+    return reg
+
+
+@pytest.fixture
+def make_dashboard(registry: Any) -> Callable[..., Any]:
+    """A dashboard app over ``registry``; upstream URLs and settings as given."""
+    from verticals.dashboard.api import build_app
+    from verticals.dashboard.settings import DashboardSettings
+
+    def make(**overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "admin_api_key": DASHBOARD_KEY,
+            "support_admin_key": SUPPORT_KEY,
+            "support_tenants": [TENANT],
+            **overrides,
+        }
+        return build_app(DashboardSettings(**values), registry)
+
+    return make
+
+
+@pytest.fixture
+def services(
+    news_service: dict[str, Any],
+    support_service: dict[str, Any],
+    recommender_service: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "news_url": news_service["url"],
+        "support_url": support_service["url"],
+        "recommender_url": recommender_service["url"],
+    }
