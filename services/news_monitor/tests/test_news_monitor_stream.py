@@ -189,7 +189,10 @@ def test_demo_spike_alerts_even_when_the_webhook_is_down(
         assert stored[0]["published"] and not stored[0]["webhook_delivered"]
         wait_for(lambda: monitor.store.alerts(key="ticker:HLVB")[0]["webhook_attempts"] >= 2, 20)
         wait_for(lambda: len(set(output_ids(settings))) >= 510, 60)
-        counted = len(alerts)
+        # every batch flushed (its alerts included): the alerts topic is complete
+        wait_for(lambda: monitor.metrics.messages_out._value.get() >= 510, 60)
+        counted = len(topic_values(settings, settings.alerts_topic))
+        assert counted >= len(alerts)
     finally:
         monitor.stop()
     # a redelivery of everything (a new group re-reads the topic) raises no second alert
