@@ -267,6 +267,9 @@ def main() -> None:
         log("latency on a generated 10,000-entry knowledge base")
         lat = latency(work)
     modes = q["by_mode"]
+    from verticals.support_bot.settings import SupportSettings
+
+    defaults = SupportSettings()
     result = {
         "p50_ms": lat["p50_ms"],
         "p99_ms": lat["p99_ms"],
@@ -287,9 +290,10 @@ def main() -> None:
         "protocol": {
             "questions": "shared/support_bot/questions.jsonl (127: 103 in-scope, 24 out-of-scope;"
             " MRR/hit over in-scope, on all questions and on the test split)",
-            "hybrid": "weighted reciprocal rank fusion, k=10, dense weight 1.0, BM25 weight 0.3 "
-            "(chosen on the validation split); dense scores an FAQ by the better of its full-text "
-            "and question vectors",
+            "hybrid": f"weighted reciprocal rank fusion, k={defaults.rrf_k}, dense weight "
+            f"{defaults.dense_weight}, BM25 weight {defaults.bm25_weight} (chosen on the "
+            "validation split); dense scores an FAQ by the better of its full-text and question "
+            f"vectors; encoder form {defaults.encoder_form}",
             "finetune": "full fine-tuning of all-MiniLM-L6-v2, in-batch negatives, 2 epochs, on "
             "(FAQ question or paraphrase, entry text) pairs; promotion gated on validation MRR",
             "load": f"{CLIENTS} concurrent closed-loop clients (httpx, keep-alive), "

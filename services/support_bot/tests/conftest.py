@@ -24,8 +24,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Any:
 @pytest.fixture(scope="session")
 def encoder() -> Any:
     from verticals.core.inference import Encoder
+    from verticals.support_bot.settings import SupportSettings
 
-    return Encoder.from_base()
+    return Encoder.from_base(form=SupportSettings().encoder_form)  # the form the service runs
 
 
 @pytest.fixture(scope="session")

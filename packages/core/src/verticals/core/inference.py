@@ -9,6 +9,7 @@ Texts are sorted by length before batching so that padding stays small.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,13 +54,18 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    """An ONNX Runtime session on the CPU. Its threads sleep rather than spin between runs:
+    spinning doubled the CPU time per text when request threads shared the cores."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
+
+        from verticals.core.settings import get_settings
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = get_settings().onnx_threads if threads is None else threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -130,10 +136,8 @@ def _load(directory: Path, form: Form, device: Any) -> tuple[Backend, Any, dict[
         model, tokenizer, card = load_trained(directory)
         return TorchBackend(model, device), tokenizer, card
     path = directory / "onnx" / ONNX_FILES[form]
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: run `verticals models export {card['task']} {card['version']}`"
-        )
+    if not path.exists():  # exported once, on first use (`verticals models export` does it too)
+        export_onnx(directory, quantize=form == "onnx-int8")
     source = directory / "encoder" if (directory / "encoder").is_dir() else None
     tokenizer = load_tokenizer(str(source) if source else resolve_base_model(card["base_model"]))
     return OnnxBackend(path), tokenizer, card
@@ -251,8 +255,10 @@ class Encoder:
         device: Any = None,
         max_length: int = 128,
         batch_size: int = 64,
+        form: Form = "torch",
     ) -> Encoder:
-        """The pretrained encoder, untouched (e.g. all-MiniLM-L6-v2 from its package)."""
+        """The pretrained encoder, untouched (e.g. all-MiniLM-L6-v2 from its package). An ONNX
+        ``form`` is exported once into the cache folder (``VERTICALS_CACHE_DIR``)."""
         from verticals.core.config import DEFAULT_BASE_MODEL
         from verticals.core.modeling import (
             build_text_encoder,
@@ -260,17 +266,22 @@ class Encoder:
             load_tokenizer,
             resolve_base_model,
         )
+        from verticals.core.settings import get_settings
 
         base = base or DEFAULT_BASE_MODEL
-        model = build_text_encoder(load_encoder(base), normalize=True)
+        tokenizer = load_tokenizer(resolve_base_model(base))
         card = {"task": "base", "version": 0, "base_model": base, "kind": "embedding"}
-        return cls(
-            TorchBackend(model, device),
-            load_tokenizer(resolve_base_model(base)),
-            max_length,
-            batch_size,
-            card,
-        )
+        backend: Backend
+        if form == "torch":
+            backend = TorchBackend(build_text_encoder(load_encoder(base)), device)
+        else:
+            folder = get_settings().cache_dir / "onnx" / re.sub(r"[^A-Za-z0-9._-]+", "_", base)
+            path = folder / ONNX_FILES[form]
+            if not path.exists():
+                model = build_text_encoder(load_encoder(base))
+                write_onnx(model, tokenizer, ["embedding"], folder, form == "onnx-int8")
+            backend = OnnxBackend(path)
+        return cls(backend, tokenizer, max_length, batch_size, {**card, "form": form})
 
     @classmethod
     def from_directory(
@@ -279,7 +290,7 @@ class Encoder:
         backend, tokenizer, card = _load(Path(directory), form, device)
         if card["kind"] != "embedding":
             raise ValueError(f"{directory} holds a {card['kind']} model, not an encoder")
-        return cls(backend, tokenizer, card["max_length"], batch_size, card)
+        return cls(backend, tokenizer, card["max_length"], batch_size, {**card, "form": form})
 
     @classmethod
     def from_registry(
@@ -300,12 +311,15 @@ class Encoder:
         except RegistryError:
             if not fallback_to_base:
                 raise
-            return cls.from_base(**kwargs)
+            return cls.from_base(form=form, **kwargs)
         return cls.from_directory(path, form, **kwargs)
 
     @property
     def version(self) -> str:
-        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}"
+        """``task:vN``, plus ``+form`` for an ONNX form (its vectors differ slightly)."""
+        form = self.card.get("form", "torch")
+        suffix = "" if form == "torch" else f"+{form}"
+        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}{suffix}"
 
     @property
     def dimension(self) -> int:
@@ -325,17 +339,30 @@ class Encoder:
 
 
 def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
-    """Write the fast CPU form: ONNX (graph-optimised at load) and an int8 quantised copy."""
-    import torch
-
+    """Write a registered model's fast CPU form into its ``onnx/`` folder: ONNX (graph-optimised
+    at load) and an int8 quantised copy."""
     from verticals.core.modeling import load_trained
 
     directory = Path(directory)
     model, tokenizer, card = load_trained(directory)
-    model = model.cpu().eval()
     outputs = (
         [h["name"] for h in card["heads"]] if card["kind"] == "classification" else ["embedding"]
     )
+    return write_onnx(model, tokenizer, outputs, directory / "onnx", quantize)
+
+
+def write_onnx(
+    model: Any, tokenizer: Any, outputs: list[str], target: Path, quantize: bool = True
+) -> list[Path]:
+    """Export ``model`` (dict of ``outputs`` or one tensor) to ``target``; each file appears
+    whole (written aside, then renamed), so concurrent first uses never read half a file."""
+    import os
+    import tempfile
+    import warnings
+
+    import torch
+
+    model = model.cpu().eval()
 
     class _Export(torch.nn.Module):
         def __init__(self) -> None:
@@ -351,30 +378,32 @@ def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
         padding=True,
         return_tensors="pt",
     )
-    target = directory / "onnx"
-    target.mkdir(exist_ok=True)
-    path = target / ONNX_FILES["onnx"]
+    target.mkdir(parents=True, exist_ok=True)
     dynamic = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
     dynamic.update({name: {0: "batch"} for name in outputs})
-    import warnings
+    written = []
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        fp32 = Path(tmp) / ONNX_FILES["onnx"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Export(),
+                (sample["input_ids"], sample["attention_mask"]),
+                str(fp32),
+                input_names=["input_ids", "attention_mask"],
+                output_names=outputs,
+                dynamic_axes=dynamic,
+                opset_version=17,
+                dynamo=False,
+            )
+        files = [fp32]
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _Export(),
-            (sample["input_ids"], sample["attention_mask"]),
-            str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=outputs,
-            dynamic_axes=dynamic,
-            opset_version=17,
-            dynamo=False,
-        )
-    written = [path]
-    if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        int8 = target / ONNX_FILES["onnx-int8"]
-        quantize_dynamic(str(path), str(int8), weight_type=QuantType.QInt8)
-        written.append(int8)
+            int8 = Path(tmp) / ONNX_FILES["onnx-int8"]
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+            files.append(int8)
+        for file in files:
+            os.replace(file, target / file.name)
+            written.append(target / file.name)
     return written

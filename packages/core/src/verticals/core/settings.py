@@ -17,10 +17,12 @@ class CoreSettings(BaseSettings):
 
     registry_dir: Path = Path("var/registry")
     """Root of the local model registry."""
+    cache_dir: Path = Path("var/cache")
+    """Files derived from models and safe to delete (ONNX exports of base models)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` takes CUDA when present, else the CPU."""
-    torch_threads: int = 0
-    """Intra-op threads for CPU inference; 0 keeps torch's default."""
+    onnx_threads: int = 0
+    """Intra-op threads of ONNX Runtime sessions; 0: one per core."""
 
 
 class SettingsError(ValueError):

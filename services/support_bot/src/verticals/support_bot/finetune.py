@@ -47,7 +47,10 @@ def finetune(
     in_scope = [q for q in held_out if q.get("expected")]
     current = bot.evaluate(tenant, in_scope, "dense")
     candidate_bot = SupportBot(
-        bot.settings, encoder=Encoder.from_directory(outcome.path), persist=False, store=bot.store
+        bot.settings,
+        encoder=Encoder.from_directory(outcome.path, bot.settings.encoder_form),
+        persist=False,
+        store=bot.store,
     )
     candidate_bot.rebuild(tenant)
     candidate = candidate_bot.evaluate(tenant, in_scope, "dense")

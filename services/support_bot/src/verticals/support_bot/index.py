@@ -110,17 +110,24 @@ class TenantIndex:
 
     # search --------------------------------------------------------------------------------
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return self.dense_many(query.reshape(1, -1), k)[0]
+
+    def dense_many(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Per query, the ``k`` best entries with their cosines (one search for all)."""
         with self.lock:
             if not self.faiss.ntotal:
-                return []
+                return [[] for _ in queries]
             scores, ids = self.faiss.search(
-                query.reshape(1, -1).astype(np.float32), min(2 * k, int(self.faiss.ntotal))
+                np.ascontiguousarray(queries, dtype=np.float32), min(2 * k, int(self.faiss.ntotal))
             )
-        best: dict[int, float] = {}
-        for i, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
-            if i >= 0 and i // 2 not in best:  # results come best first
-                best[i // 2] = float(score)
-        return list(best.items())[:k]
+        out = []
+        for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True):
+            best: dict[int, float] = {}
+            for i, score in zip(row_ids, row_scores, strict=True):
+                if i >= 0 and i // 2 not in best:  # results come best first
+                    best[i // 2] = float(score)
+            out.append(list(best.items())[:k])
+        return out
 
     def sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         tokens = tokenize([query])[0]
@@ -131,11 +138,14 @@ class TenantIndex:
             known = [t for t in tokens if t in self._bm25.vocab_dict]
             if not known:
                 return []
-            docs, scores = self._bm25.retrieve(
-                [known], k=min(k, len(self._bm25_pks)), show_progress=False, n_threads=1
-            )
+            # scores of every document, then the top k: bm25s' retrieve() costs a thread pool
+            # per call on top of this
+            scores = self._bm25.get_scores(known)
             pks = self._bm25_pks
-        return [(pks[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(pks[int(d)], float(scores[d])) for d in top if scores[d] > 0]
 
     def cosines(self, pks: Sequence[int], query: np.ndarray) -> list[float]:
         """Each entry's better score of its two vectors against ``query``."""

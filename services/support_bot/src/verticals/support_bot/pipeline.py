@@ -17,7 +17,14 @@ from verticals.serving.auth import hash_api_key, new_api_key
 from verticals.support_bot.index import TenantIndex, rrf
 from verticals.support_bot.settings import SERVICE, SupportSettings
 from verticals.support_bot.store import Store
-from verticals.support_bot.text import EntryIn, InputError, parse_faq, redact, split_document
+from verticals.support_bot.text import (
+    EntryIn,
+    InputError,
+    fingerprint,
+    parse_faq,
+    redact,
+    split_document,
+)
 
 log = logging.getLogger("verticals.support_bot")
 
@@ -129,7 +136,10 @@ class SupportBot:
         self.registry = registry
         self.store = store or Store(settings.sqlalchemy_url(SERVICE))
         self.encoder = encoder or Encoder.from_registry(
-            settings.encoder_task, registry=registry, fallback_to_base=True
+            settings.encoder_task,
+            form=settings.encoder_form,
+            registry=registry,
+            fallback_to_base=True,
         )
         self.persist = persist
         from verticals.support_bot.batching import QueryBatcher
@@ -209,12 +219,17 @@ class SupportBot:
         return {"encoder": self.encoder.version, "dimension": self.encoder.dimension}
 
     def load(self) -> dict[str, str]:
-        """Load every tenant's saved index, rebuilding those that are missing or stale."""
+        """Load every tenant's saved index, rebuilding those that are missing or stale: another
+        encoder, or entries that differ from the database's (a replica wrote them)."""
+        with self._lock:
+            self._tenants.clear()
+            self._keys.clear()
         how = {}
         for tenant in self.store.tenants():
             entries = {e.pk: e.to_entry() for e in self.store.entries(tenant.id)}
             folder = self.settings.index_dir() / tenant.id
-            index = TenantIndex.load(folder, entries, self._manifest()) if self.persist else None
+            expect = {**self._manifest(), "entries": fingerprint(entries)}
+            index = TenantIndex.load(folder, entries, expect) if self.persist else None
             if index is None:
                 self.rebuild(tenant.id, entries)
                 how[tenant.id] = "rebuilt"
@@ -257,7 +272,10 @@ class SupportBot:
 
     def _save(self, tenant: str) -> None:
         if self.persist:
-            self.index(tenant).save(self.settings.index_dir() / tenant, self._manifest())
+            index = self.index(tenant)
+            with index.lock:  # the digest of exactly what is saved
+                manifest = {**self._manifest(), "entries": fingerprint(index.entries)}
+                index.save(self.settings.index_dir() / tenant, manifest)
 
     # knowledge base ------------------------------------------------------------------------
     def upsert(self, tenant: str, entries: list[EntryIn]) -> int:
@@ -318,8 +336,13 @@ class SupportBot:
         """Fused candidates, best first, each with its cosine similarity to the query."""
         index = self.index(tenant)
         k = k or self.settings.candidates
-        qvec = vector if vector is not None else self.batcher.encode_one(query)
-        dense = index.dense(qvec, k) if mode != "bm25" else []
+        if mode == "bm25":
+            qvec = vector if vector is not None else self.batcher.encode_one(query)
+            dense: list[tuple[int, float]] = []
+        else:  # encoded and searched together with concurrent requests
+            qvec, dense = self.batcher.search(
+                index, k, text=query if vector is None else None, vector=vector
+            )
         sparse = index.sparse(query, k) if mode != "dense" else []
         fused = rrf(
             [[p for p, _ in dense], [p for p, _ in sparse]],
@@ -381,15 +404,10 @@ class SupportBot:
         if len(message) > self.settings.max_message_chars:
             raise InputError(f"message over {self.settings.max_message_chars} characters")
         started = time.perf_counter()
-        history = self.store.recent_messages(tenant, session, self.settings.session_turns)
-        previous_user = next((m for m in reversed(history) if m.role == "user"), None)
+        previous = self.store.previous_query(tenant, session, self.settings.session_turns)
         # a follow-up refers back ("it", "that", "and ...", "what about ..."); a new topic does not
-        follow_up = previous_user is not None and bool(FOLLOW_UP.search(message))
-        query = (
-            f"{previous_user.query or previous_user.text} {message}"
-            if (follow_up and previous_user)
-            else message
-        )
+        follow_up = previous is not None and bool(FOLLOW_UP.search(message))
+        query = f"{previous} {message}" if follow_up else message
         intent = None
         predictor = self._intent(tenant)
         if predictor is not None:
@@ -434,23 +452,26 @@ class SupportBot:
             )
             citations = []
         keep = redact if self.settings.redact_pii else (lambda s: s)
-        self.store.add_message(tenant, session, "user", keep(message), query=keep(query))
-        handoff_id = None
-        if kind == "handoff":
-            reason = "low confidence" if candidates else "empty knowledge base"
-            handoff = self.store.add_handoff(tenant, session, keep(message), reason)
-            handoff_id = handoff.id
-            self._notify(handoff.id, tenant, session, keep(message), reason)
-        message_id = self.store.add_message(
+        reason = (
+            ("low confidence" if candidates else "empty knowledge base")
+            if kind == "handoff"
+            else ""
+        )
+        message_id, handoff_id = self.store.add_turn(
             tenant,
             session,
-            "bot",
-            text,
-            kind=kind,
-            query=keep(query),
-            citations=citations,
-            confidence=confidence,
+            user={"text": keep(message), "query": keep(query)},
+            bot={
+                "text": text,
+                "kind": kind,
+                "query": keep(query),
+                "citations": citations,
+                "confidence": confidence,
+            },
+            handoff={"question": keep(message), "reason": reason} if kind == "handoff" else None,
         )
+        if handoff_id is not None:
+            self._notify(handoff_id, tenant, session, keep(message), reason)
         log.info(
             "chat",
             extra={

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -20,8 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from verticals.serving.database import Base, Database
-from verticals.support_bot.text import EntryIn
+from verticals.serving.database import Base, Database, UTCDateTime, insert_for
+from verticals.support_bot.text import EntryIn, InputError
 
 
 def now() -> datetime:
@@ -35,11 +34,11 @@ class SupportBase(Base):
 class Tenant(SupportBase):
     __tablename__ = "support_tenants"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(Text, default="")
     admin_key_hash: Mapped[str] = mapped_column(String(64), index=True)
     widget_key_hash: Mapped[str] = mapped_column(String(64), index=True)
     calibration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
 class Entry(SupportBase):
@@ -54,12 +53,13 @@ class Entry(SupportBase):
     title: Mapped[str] = mapped_column(Text, default="")
     heading: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
-    category: Mapped[str] = mapped_column(String(100), default="")
+    # free-form: Text, so PostgreSQL (which enforces VARCHAR lengths) stores what SQLite does
+    category: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    url: Mapped[str] = mapped_column(String(1000), default="")
-    source: Mapped[str] = mapped_column(String(300), default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text, default="")
     paraphrases: Mapped[list[str]] = mapped_column(JSON, default=list)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
     def to_entry(self) -> EntryIn:
         return EntryIn(
@@ -87,7 +87,7 @@ class Message(SupportBase):
     query: Mapped[str] = mapped_column(Text, default="")  # the query actually retrieved with
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     confidence: Mapped[float | None] = mapped_column(default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
 class Handoff(SupportBase):
@@ -96,10 +96,10 @@ class Handoff(SupportBase):
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     session_id: Mapped[str] = mapped_column(String(128))
     question: Mapped[str] = mapped_column(Text)
-    reason: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | closed
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
 class Feedback(SupportBase):
@@ -111,7 +111,13 @@ class Feedback(SupportBase):
     rating: Mapped[str] = mapped_column(String(16))  # up | down | resolved
     query: Mapped[str] = mapped_column(Text, default="")
     entry_id: Mapped[str] = mapped_column(String(160), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+ENTRY_FIELDS = (
+    *("kind", "title", "heading", "body", "category"),
+    *("tags", "url", "source", "paraphrases"),
+)
 
 
 class Store:
@@ -162,28 +168,27 @@ class Store:
 
     # entries -------------------------------------------------------------------------------
     def upsert(self, tenant: str, entries: list[EntryIn]) -> list[tuple[int, EntryIn]]:
-        """Insert or update by (tenant, id); returns (pk, entry) for each, in one transaction."""
-        out: list[tuple[int, EntryIn]] = []
+        """Insert or update by (tenant, id) in one ``INSERT ... ON CONFLICT DO UPDATE``
+        (replicas writing the same ids at once both succeed); returns (pk, entry) for each."""
+        if not entries:
+            return []
+        if len({e.id for e in entries}) != len(entries):
+            raise InputError("duplicate entry ids in one change")
+        stamp = now()
+        rows = [
+            {"tenant_id": tenant, "entry_id": e.id, "updated_at": stamp}
+            | {f: getattr(e, f) for f in ENTRY_FIELDS}
+            for e in entries
+        ]
         with self.db.session() as s:
-            existing = {
-                e.entry_id: e
-                for e in s.scalars(
-                    select(Entry).where(
-                        Entry.tenant_id == tenant, Entry.entry_id.in_([e.id for e in entries])
-                    )
-                )
-            }
-            rows = []
-            for e in entries:
-                row = existing.get(e.id) or Entry(tenant_id=tenant, entry_id=e.id)
-                row.kind, row.title, row.heading, row.body = e.kind, e.title, e.heading, e.body
-                row.category, row.tags, row.url, row.source = e.category, e.tags, e.url, e.source
-                row.paraphrases, row.updated_at = e.paraphrases, now()
-                s.add(row)
-                rows.append((row, e))
-            s.flush()
-            out = [(row.pk, e) for row, e in rows]
-        return out
+            stmt = insert_for(s, Entry)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "entry_id"],
+                set_={f: stmt.excluded[f] for f in (*ENTRY_FIELDS, "updated_at")},
+            )
+            result = s.execute(stmt.returning(Entry.entry_id, Entry.pk), rows)
+            pks = {entry_id: pk for entry_id, pk in result}
+        return [(pks[e.id], e) for e in entries]
 
     def delete(self, tenant: str, entry_ids: list[str]) -> list[int]:
         with self.db.session() as s:
@@ -237,6 +242,38 @@ class Store:
             s.flush()
             return row.id
 
+    def add_turn(
+        self,
+        tenant: str,
+        session: str,
+        user: dict[str, Any],
+        bot: dict[str, Any],
+        handoff: dict[str, Any] | None = None,
+    ) -> tuple[int, int | None]:
+        """A chat turn in one transaction: the user's message, the bot's reply (fields of
+        ``Message``) and the handoff it raised, if any. Returns (reply id, handoff id)."""
+        with self.db.session() as s:
+            s.add(Message(tenant_id=tenant, session_id=session, role="user", **user))
+            reply = Message(tenant_id=tenant, session_id=session, role="bot", **bot)
+            s.add(reply)
+            ticket = Handoff(tenant_id=tenant, session_id=session, **handoff) if handoff else None
+            if ticket is not None:
+                s.add(ticket)
+            s.flush()
+            return reply.id, ticket.id if ticket is not None else None
+
+    def previous_query(self, tenant: str, session: str, within: int) -> str | None:
+        """What the session's last user message asked (the query it was retrieved with), if it
+        is among the ``within`` most recent messages."""
+        with self.db.session() as s:
+            recent = s.execute(
+                select(Message.role, Message.query, Message.text)
+                .where(Message.tenant_id == tenant, Message.session_id == session)
+                .order_by(Message.id.desc())
+                .limit(within)
+            )
+            return next((q or text for role, q, text in recent if role == "user"), None)
+
     def recent_messages(self, tenant: str, session: str, limit: int) -> list[Message]:
         with self.db.session() as s:
             rows = s.scalars(
@@ -253,13 +290,6 @@ class Store:
             return row if row and row.tenant_id == tenant else None
 
     # handoffs ------------------------------------------------------------------------------
-    def add_handoff(self, tenant: str, session: str, question: str, reason: str) -> Handoff:
-        with self.db.session() as s:
-            row = Handoff(tenant_id=tenant, session_id=session, question=question, reason=reason)
-            s.add(row)
-            s.flush()
-            return row
-
     def handoffs(self, tenant: str, status: str | None = None) -> list[Handoff]:
         with self.db.session() as s:
             q = select(Handoff).where(Handoff.tenant_id == tenant)
