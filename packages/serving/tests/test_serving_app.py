@@ -33,6 +33,10 @@ def make_app(**overrides: object) -> FastAPI:
     def echo(body: Echo) -> Echo:
         return body
 
+    @router.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
     @router.get("/secret", dependencies=[Depends(admin)])
     def secret() -> dict[str, str]:
         return {"ok": "yes"}
@@ -57,6 +61,16 @@ def test_bad_input_gets_a_readable_4xx() -> None:
     assert "body.count" in response.json()["detail"]
     big = client.post("/echo", json={"text": "x" * 500, "count": 1})
     assert big.status_code == 413 and "200 bytes" in big.json()["detail"]
+
+
+def test_an_unhandled_error_is_a_json_500_with_the_request_id() -> None:
+    client = TestClient(make_app(), raise_server_exceptions=False)
+    response = client.get("/boom", headers={"x-request-id": "r-500"})
+    assert response.status_code == 500 and response.headers["x-request-id"] == "r-500"
+    assert response.json() == {"detail": "internal server error", "request_id": "r-500"}
+    metrics = client.get("/metrics").text
+    assert 'http_requests_total{method="GET",route="/boom",service="demo",status="500"}' in metrics
+    assert client.get("/health").status_code == 200  # the app carries on
 
 
 def test_admin_key_is_required() -> None:

@@ -372,3 +372,21 @@ def test_widget_and_demo_page_are_served(client: TestClient, widget: str) -> Non
     )
     page = client.get("/").text
     assert 'src="/widget.js"' in page and widget in page
+
+
+def test_concurrent_chats_all_succeed_and_are_stored(sample: dict) -> None:
+    """Many threads reading session memory and writing turns at once on SQLite: no request
+    fails on a locked database, and every turn is stored in its session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bot = sample["bot"]
+    questions = ["do you ship to Iceland?", "and how long does that take?", "can I pay later?"]
+
+    def session(n: int) -> list[int]:
+        return [bot.chat("demo", f"load-{n}", q).message_id for q in questions]
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(session, range(24)))
+    assert all(len(ids) == 3 and all(ids) for ids in results)
+    stored = bot.store.recent_messages("demo", "load-7", 10)
+    assert [m.role for m in stored] == ["user", "bot"] * 3

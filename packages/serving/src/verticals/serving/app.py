@@ -13,6 +13,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from verticals.serving.logging import configure_logging, request_id
 from verticals.serving.metrics import HttpMetrics
@@ -21,6 +23,84 @@ from verticals.serving.settings import ServiceSettings
 log = logging.getLogger("verticals.http")
 QUIET_ROUTES = ("/health", "/metrics")
 """Probed every few seconds: their access lines are DEBUG, every other request's INFO."""
+
+
+class ObserveRequests:
+    """Pure ASGI middleware (no per-request task or memory stream, unlike ``@app.middleware``):
+    request ids, the body-size limit, Prometheus counts and latency, one access log line, and a
+    JSON 500 that carries the request id for anything unhandled."""
+
+    def __init__(
+        self, app: ASGIApp, service: str, settings: ServiceSettings, http: HttpMetrics
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.settings = settings
+        self.http = http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        rid = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        length = headers.get("content-length")
+        limit = self.settings.max_request_bytes
+        if length and length.isdigit() and int(length) > limit:
+            response = JSONResponse(
+                {"detail": f"request body over {limit} bytes"},
+                status_code=413,
+                headers={"x-request-id": rid},
+            )
+            await response(scope, receive, send)
+            return
+        status = 500
+        started_response = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                status, started_response = message["status"], True
+                MutableHeaders(scope=message)["x-request-id"] = rid
+            await send(message)
+
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        try:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:  # logged with its request id, answered as a JSON 500
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                if started_response:
+                    raise
+                status = 500
+                body = {"detail": "internal server error", "request_id": rid}
+                await JSONResponse(body, 500, headers={"x-request-id": rid})(scope, receive, send)
+            self._observe(scope, status, time.perf_counter() - started)
+        finally:
+            request_id.reset(token)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method, path = scope["method"], scope["path"]
+        self.http.requests.labels(self.service, method, route, str(status)).inc()
+        self.http.latency.labels(self.service, route).observe(elapsed)
+        log.log(
+            logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+            "%s %s %s",
+            method,
+            path,
+            status,
+            extra={
+                "fields": {
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                }
+            },
+        )
 
 
 def create_app(
@@ -42,51 +122,7 @@ def create_app(
     app.state.metrics_registry = registry = registry or CollectorRegistry()
     http = HttpMetrics(registry, service)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse(
-                {"detail": f"request body over {settings.max_request_bytes} bytes"},
-                status_code=413,
-                headers={"x-request-id": rid},
-            )
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        try:
-            try:
-                response: Response = await call_next(request)
-            except Exception:  # logged with its request id, answered as a JSON 500
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-                response = JSONResponse(
-                    {"detail": "internal server error", "request_id": rid}, status_code=500
-                )
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            http.requests.labels(service, request.method, path, str(response.status_code)).inc()
-            http.latency.labels(service, path).observe(elapsed)
-            log.log(
-                logging.DEBUG if path in QUIET_ROUTES else logging.INFO,
-                "%s %s %s",
-                request.method,
-                request.url.path,
-                response.status_code,
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "path": request.url.path,
-                        "route": path,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 1),
-                    }
-                },
-            )
-        finally:
-            request_id.reset(token)
-        response.headers["x-request-id"] = rid
-        return response
+    app.add_middleware(ObserveRequests, service=service, settings=settings, http=http)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

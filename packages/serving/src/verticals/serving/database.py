@@ -7,6 +7,7 @@ cannot hold) are stored as U+FFFD on both, and ``create_all`` is safe when repli
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -116,6 +117,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -141,6 +143,18 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A short write transaction on a plain connection (no ORM), for hot paths. On SQLite
+        the process's writers queue on a lock: SQLite's own busy handler sleeps with a growing
+        back-off, which gave concurrent chat requests a long latency tail."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 
@@ -21,4 +22,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     import uvicorn
 
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # What was loaded at start (models, indexes, catalogs) lives as long as the process: keep it
+    # out of the garbage collector's full passes, which otherwise stall every request.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verticals.recommender.index import VectorTable
+from verticals.core.vectors import VectorTable
 
 TOP_REFRESH_S = 1.0
 """Trending lists may lag the event stream by this much (recomputing per request is costly)."""

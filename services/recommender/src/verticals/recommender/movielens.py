@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from verticals.recommender.index import VectorTable
+from verticals.core.vectors import VectorTable
 from verticals.recommender.model import InteractionModel
 from verticals.recommender.scoring import mmr, user_signals, weight_vector
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights

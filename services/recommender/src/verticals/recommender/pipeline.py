@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from verticals.core.vectors import VectorIndex
 from verticals.recommender.catalog import Filters, ItemMeta
-from verticals.recommender.index import VectorIndex
 from verticals.recommender.model import InteractionModel
 from verticals.recommender.schemas import EventIn, ItemIn
 from verticals.recommender.scoring import Ranked, recommend_for_user, similar_items

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from verticals.core.vectors import VectorIndex
 from verticals.recommender.catalog import Filters, ItemMeta
-from verticals.recommender.index import VectorIndex
 from verticals.recommender.model import CoScores, InteractionModel, UserState
 from verticals.recommender.settings import ScorerWeights
 

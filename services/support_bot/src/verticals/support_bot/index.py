@@ -1,8 +1,8 @@
-"""A tenant's two indexes: FAISS (IndexIDMap2 over inner product; each entry has two vectors, its
-full text and its question alone, under ids 2*pk and 2*pk+1, so upserts and deletes touch only
-their rows and an entry scores the better of the two) and BM25 (bm25s, rebuilt lazily after
-changes; it has no incremental update), fused by reciprocal rank fusion. Both persist to a
-folder."""
+"""A tenant's two indexes: dense (the core's ``VectorIndex``: FAISS, exact up to a size, IVF
+above; each entry has two vectors, its full text and its question alone, under keys 2*pk and
+2*pk+1, so upserts and deletes touch only their rows and an entry scores the better of the two)
+and BM25 (bm25s, rebuilt lazily after changes; it has no incremental update), fused by
+reciprocal rank fusion. Both persist to a folder."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
-import faiss
 import numpy as np
 import Stemmer
 
+from verticals.core.vectors import VectorIndex
 from verticals.support_bot.text import EntryIn
 
 _STEMMER = Stemmer.Stemmer("english")
-# One query at a time: OpenMP threads only add spin-waiting (9 ms for a 200-vector search on a
-# busy 2-core machine, against well under 1 ms single-threaded).
-faiss.omp_set_num_threads(1)
 
 
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
@@ -45,11 +42,12 @@ def rrf(
 
 
 class TenantIndex:
-    """Thread-safe: one lock guards both indexes and the entry map."""
+    """Thread-safe: one lock guards both indexes and the entry map. ``exact_max``: vectors up to
+    which dense search is exact (two per entry)."""
 
-    def __init__(self, dimension: int) -> None:
+    def __init__(self, dimension: int, exact_max: int = 20_000) -> None:
         self.dimension = dimension
-        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self.vectors = VectorIndex(dimension, exact_max=exact_max)
         self.entries: dict[int, EntryIn] = {}
         self._bm25: bm25s.BM25 | None = None
         self._bm25_pks: list[int] = []
@@ -65,11 +63,8 @@ class TenantIndex:
     ) -> None:
         """``full``: vectors of the entries' texts; ``short``: of their questions (or titles)."""
         pks = np.asarray([pk for pk, _ in items], dtype=np.int64)
-        ids = np.concatenate([pks * 2, pks * 2 + 1])
-        vectors = np.ascontiguousarray(np.vstack([full, short]), dtype=np.float32)
         with self.lock:
-            self.faiss.remove_ids(ids)  # type: ignore[arg-type]
-            self.faiss.add_with_ids(vectors, ids)
+            self.vectors.upsert(np.concatenate([pks * 2, pks * 2 + 1]), np.vstack([full, short]))
             for pk, entry in items:
                 self.entries[pk] = entry
             self._dirty = True
@@ -79,7 +74,7 @@ class TenantIndex:
             return
         ids = np.asarray(pks, dtype=np.int64)
         with self.lock:
-            self.faiss.remove_ids(np.concatenate([ids * 2, ids * 2 + 1]))  # type: ignore[arg-type]
+            self.vectors.remove(np.concatenate([ids * 2, ids * 2 + 1]))
             for pk in pks:
                 self.entries.pop(pk, None)
             self._dirty = True
@@ -114,12 +109,7 @@ class TenantIndex:
 
     def dense_many(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Per query, the ``k`` best entries with their cosines (one search for all)."""
-        with self.lock:
-            if not self.faiss.ntotal:
-                return [[] for _ in queries]
-            scores, ids = self.faiss.search(
-                np.ascontiguousarray(queries, dtype=np.float32), min(2 * k, int(self.faiss.ntotal))
-            )
+        ids, scores = self.vectors.search_many(queries, 2 * k)
         out = []
         for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True):
             best: dict[int, float] = {}
@@ -148,24 +138,23 @@ class TenantIndex:
         return [(pks[int(d)], float(scores[d])) for d in top if scores[d] > 0]
 
     def cosines(self, pks: Sequence[int], query: np.ndarray) -> list[float]:
-        """Each entry's better score of its two vectors against ``query``."""
+        """Each entry's better score of its two vectors against ``query`` (exact)."""
+        keys = np.asarray(pks, dtype=np.int64)
         with self.lock:
-            return [
-                max(
-                    float(self.faiss.reconstruct(2 * int(pk)) @ query),
-                    float(self.faiss.reconstruct(2 * int(pk) + 1) @ query),
-                )
-                for pk in pks
-            ]
+            table = self.vectors.table.data
+            both = np.maximum(table[2 * keys] @ query, table[2 * keys + 1] @ query)
+        return [float(x) for x in both]
 
     # persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, manifest: dict[str, Any]) -> None:
+        """The vectors (FAISS is rebuilt from them at load) and BM25, then the manifest."""
         folder.mkdir(parents=True, exist_ok=True)
         with self.lock:
             self._ensure_bm25()
-            tmp = folder / "faiss.index.tmp"
-            faiss.write_index(self.faiss, str(tmp))
-            tmp.replace(folder / "faiss.index")
+            keys = self.vectors.table.keys()
+            with (folder / "vectors.tmp").open("wb") as handle:
+                np.savez(handle, keys=keys, vectors=self.vectors.table.data[keys])
+            (folder / "vectors.tmp").replace(folder / "vectors.npz")
             if self._bm25 is not None:
                 self._bm25.save(str(folder / "bm25"), show_progress=False)
             body = {**manifest, "count": len(self), "bm25_pks": self._bm25_pks}
@@ -174,21 +163,26 @@ class TenantIndex:
 
     @classmethod
     def load(
-        cls, folder: Path, entries: dict[int, EntryIn], expect: dict[str, Any]
+        cls,
+        folder: Path,
+        entries: dict[int, EntryIn],
+        expect: dict[str, Any],
+        exact_max: int = 20_000,
     ) -> TenantIndex | None:
         """The saved index if it matches ``expect`` (encoder version) and the stored entries."""
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
             if any(manifest.get(k) != v for k, v in expect.items()):
                 return None
-            index = faiss.read_index(str(folder / "faiss.index"))
-        except (OSError, ValueError, RuntimeError):
+            with np.load(folder / "vectors.npz") as saved:
+                keys, vectors = saved["keys"], saved["vectors"]
+        except (OSError, ValueError, KeyError):
             return None
-        ids = faiss.vector_to_array(index.id_map) if hasattr(index, "id_map") else None
-        if ids is None or set((ids // 2).tolist()) != set(entries) or len(ids) != 2 * len(entries):
+        if set((keys // 2).tolist()) != set(entries) or len(keys) != 2 * len(entries):
             return None
-        out = cls(index.d)
-        out.faiss = index  # type: ignore[assignment]
+        out = cls(vectors.shape[1], exact_max)
+        out.vectors.table.set(keys, vectors)
+        out.vectors.rebuild()
         out.entries = dict(entries)
         pks = manifest.get("bm25_pks", [])
         if pks == sorted(entries) and (folder / "bm25").is_dir():

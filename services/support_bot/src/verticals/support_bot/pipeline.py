@@ -229,7 +229,11 @@ class SupportBot:
             entries = {e.pk: e.to_entry() for e in self.store.entries(tenant.id)}
             folder = self.settings.index_dir() / tenant.id
             expect = {**self._manifest(), "entries": fingerprint(entries)}
-            index = TenantIndex.load(folder, entries, expect) if self.persist else None
+            index = (
+                TenantIndex.load(folder, entries, expect, self.settings.exact_search_max)
+                if self.persist
+                else None
+            )
             if index is None:
                 self.rebuild(tenant.id, entries)
                 how[tenant.id] = "rebuilt"
@@ -244,15 +248,18 @@ class SupportBot:
             index = self.indexes.get(tenant)
             if index is None:
                 self.require_tenant(tenant)
-                index = self.indexes[tenant] = TenantIndex(self.encoder.dimension)
+                index = self.indexes[tenant] = self._new_index()
             return index
+
+    def _new_index(self) -> TenantIndex:
+        return TenantIndex(self.encoder.dimension, self.settings.exact_search_max)
 
     def rebuild(self, tenant: str, entries: dict[int, EntryIn] | None = None) -> int:
         """Re-encode a tenant's entries into fresh indexes (after an encoder change)."""
         self.require_tenant(tenant)
         if entries is None:
             entries = {e.pk: e.to_entry() for e in self.store.entries(tenant)}
-        index = TenantIndex(self.encoder.dimension)
+        index = self._new_index()
         items = list(entries.items())
         if items:
             index.upsert(items, *self._vectors([e for _, e in items]))

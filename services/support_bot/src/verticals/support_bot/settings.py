@@ -33,6 +33,9 @@ class SupportSettings(ServiceSettings):
     On the sample questions 0.02 asks back on 7 of 103 in-scope questions (2 of them with a wrong
     top hit); 0.05 on 11 (4 wrong)."""
     candidates: int = Field(30, gt=0, le=200)
+    exact_search_max: int = Field(8_000, gt=0)
+    """Dense search is exact (flat) up to this many vectors (two per entry); a larger knowledge
+    base gets an IVF index (probing 16 lists), trained once when it grows past the limit."""
     rrf_k: int = Field(60, gt=0)
     """Reciprocal rank fusion constant and per-retriever weights, chosen on the validation half
     of the sample question set with the int8 encoder (validation MRR 0.883; k=10 with BM25 at

@@ -15,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    insert,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -251,28 +252,36 @@ class Store:
         handoff: dict[str, Any] | None = None,
     ) -> tuple[int, int | None]:
         """A chat turn in one transaction: the user's message, the bot's reply (fields of
-        ``Message``) and the handoff it raised, if any. Returns (reply id, handoff id)."""
-        with self.db.session() as s:
-            s.add(Message(tenant_id=tenant, session_id=session, role="user", **user))
-            reply = Message(tenant_id=tenant, session_id=session, role="bot", **bot)
-            s.add(reply)
-            ticket = Handoff(tenant_id=tenant, session_id=session, **handoff) if handoff else None
-            if ticket is not None:
-                s.add(ticket)
-            s.flush()
-            return reply.id, ticket.id if ticket is not None else None
+        ``Message``) and the handoff it raised, if any. Returns (reply id, handoff id). Plain
+        inserts, not the ORM unit of work: this runs on every chat."""
+        base = {"tenant_id": tenant, "session_id": session, "created_at": now()}
+        blank: dict[str, Any] = {"kind": "", "query": "", "citations": [], "confidence": None}
+        rows = [{**base, **blank, "role": "user", **user}, {**base, **blank, "role": "bot", **bot}]
+        with self.db.write() as conn:
+            ids = conn.execute(
+                insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            reply_id = list(ids)[1]
+            ticket = None
+            if handoff:
+                ticket = conn.execute(
+                    insert(Handoff)
+                    .values(**base, updated_at=base["created_at"], **handoff)
+                    .returning(Handoff.id)
+                ).scalar_one()
+        return reply_id, ticket
 
     def previous_query(self, tenant: str, session: str, within: int) -> str | None:
         """What the session's last user message asked (the query it was retrieved with), if it
         is among the ``within`` most recent messages."""
-        with self.db.session() as s:
-            recent = s.execute(
+        with self.db.engine.connect() as conn:
+            recent = conn.execute(
                 select(Message.role, Message.query, Message.text)
                 .where(Message.tenant_id == tenant, Message.session_id == session)
                 .order_by(Message.id.desc())
                 .limit(within)
-            )
-            return next((q or text for role, q, text in recent if role == "user"), None)
+            ).all()  # read to the end: a half-read cursor keeps a snapshot that blocks writes
+        return next((q or text for role, q, text in recent if role == "user"), None)
 
     def recent_messages(self, tenant: str, session: str, limit: int) -> list[Message]:
         with self.db.session() as s:

@@ -1,9 +1,10 @@
-"""Item vectors in memory and in FAISS, keyed by the items' integer keys.
+"""Vectors in memory and in FAISS, keyed by integer keys (the services' row keys).
 
 The FAISS index maps ids itself (``IndexIDMap2`` over a flat index, or an IVF index, which holds
 ids natively), so an update is ``remove_ids`` + ``add_with_ids`` and a delete is ``remove_ids``:
-no rebuild. The index is exact (inner product on unit vectors) up to ``exact_max`` items; once
-the catalog grows past it, an IVF index is trained once on the current vectors and replaces it.
+no rebuild. The index is exact (inner product on unit vectors) up to ``exact_max`` vectors; past
+it, an IVF index is trained once on the current vectors and replaces it. The vectors also stay in
+a numpy table, for exact re-scoring of any key and for saving.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class VectorTable:
 
 
 class VectorIndex:
-    """FAISS with id mapping; exact below ``exact_max`` items, IVF above."""
+    """FAISS with id mapping; exact up to ``exact_max`` vectors, IVF above. Thread-safe."""
 
     def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, threads: int = 1):
         import faiss
@@ -109,10 +110,20 @@ class VectorIndex:
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` keys and cosines for one query vector (missing slots dropped)."""
-        with self.lock:
-            scores, ids = self.index.search(np.asarray(query, np.float32).reshape(1, -1), k)
+        ids, scores = self.search_many(np.asarray(query, np.float32).reshape(1, -1), k)
         mask = ids[0] >= 0
         return ids[0][mask], scores[0][mask]
+
+    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and cosines (n, k) for n queries in one FAISS call, which reads a flat index
+        from memory once for all of them; missing slots have key -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        with self.lock:
+            if not len(self.table) or k <= 0:
+                n = len(queries)
+                return np.full((n, 0), -1, np.int64), np.zeros((n, 0), np.float32)
+            scores, ids = self.index.search(queries, min(k, len(self.table)))
+        return ids, scores
 
     def __len__(self) -> int:
         return len(self.table)
