@@ -33,6 +33,7 @@ N = int(os.environ.get("BENCH_NEWS_N", "2000"))
 NAIVE_N = int(os.environ.get("BENCH_NEWS_NAIVE_N", "300"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_NEWS_LATENCY_SECONDS", "20"))
 BATCH = int(os.environ.get("BENCH_NEWS_BATCH", "64"))
+ROUNDS = int(os.environ.get("BENCH_NEWS_ROUNDS", "3"))
 OUT = Path(__file__).parent / "results" / "news_monitor.json"
 
 
@@ -102,14 +103,14 @@ def run_monitor(settings: Any, model: Any) -> Any:
     return monitor
 
 
-def bench_e2e(bootstrap: str, model: Any, data_dir: Path) -> float:
+def bench_e2e(bootstrap: str, model: Any, data_dir: Path, run: int = 0) -> float:
     from verticals.news_monitor.feed import produce
     from verticals.news_monitor.testing import wait_for
 
-    settings = settings_for(bootstrap, "e2e", data_dir / "e2e")
+    settings = settings_for(bootstrap, f"e2e{run}", data_dir / f"e2e{run}")
     monitor = run_monitor(settings, model)
     try:
-        payload = items(N, "e2e")
+        payload = items(N, f"e2e{run}")
         start = time.perf_counter()
         produce(settings, payload)
         wait_for(lambda: monitor.metrics.messages_out._value.get() >= N, 600, every=0.02)
@@ -209,12 +210,18 @@ def main() -> None:
         broker = NoidaBroker(data_dir / "broker")
         broker.start()
         try:
-            # the machine is shared: model-only runs right before and right after e2e, and the
-            # ratio uses their mean, so that both sides see the same load
+            # model-only and e2e alternate (model, e2e, model, e2e, ..., model) so both sides
+            # see the same machine; each e2e run is compared with the mean of the model-only
+            # runs around it, and the median of those ratios is reported
             model_runs = [bench_model_only(model, texts)]
-            e2e = bench_e2e(broker.bootstrap, model, data_dir)
-            model_runs.append(bench_model_only(model, texts))
-            model_only = float(np.mean(model_runs))
+            e2e_runs: list[float] = []
+            for run in range(ROUNDS):
+                e2e_runs.append(bench_e2e(broker.bootstrap, model, data_dir, run))
+                model_runs.append(bench_model_only(model, texts))
+            ratios = [e / np.mean(model_runs[i : i + 2]) for i, e in enumerate(e2e_runs)]
+            middle = int(np.argsort(ratios)[len(ratios) // 2])
+            e2e, ratio = e2e_runs[middle], ratios[middle]
+            model_only = float(np.mean(model_runs[middle : middle + 2]))
             main_thread = bench_model_only(model, texts, in_thread=False)
             print(f"model only: {model_runs} msgs/s; e2e: {e2e:.1f} msgs/s", file=sys.stderr)
             latency = bench_latency(broker.bootstrap, model, data_dir, e2e / 2)
@@ -235,11 +242,13 @@ def main() -> None:
     result = {
         "model_only_msgs_per_s": round(model_only, 1),
         "e2e_msgs_per_s": round(e2e, 1),
-        "e2e_ratio": round(e2e / model_only, 3),
+        "e2e_ratio": round(ratio, 3),
         "p50_latency_ms": latency["p50_latency_ms"],
         "p99_latency_ms": latency["p99_latency_ms"],
         "naive_msgs_per_s": round(naive, 1),
         "model_only_runs_msgs_per_s": [round(x, 1) for x in model_runs],
+        "e2e_runs_msgs_per_s": [round(x, 1) for x in e2e_runs],
+        "e2e_ratio_runs": [round(x, 3) for x in ratios],
         "model_only_main_thread_msgs_per_s": round(main_thread, 1),
         "speedup_vs_naive": round(e2e / naive, 2),
         "latency": latency,
@@ -264,8 +273,10 @@ def main() -> None:
             "naive": "KafkaConsumer max_poll_records=1, transformers "
             "pipeline('text-classification') on all-MiniLM-L6-v2 with a 3-label head "
             "(same encoder cost) per message, one send per message; in a worker thread",
-            "order": "model_only, e2e, model_only again, latency, naive, one after the other in "
-            "one process; model_only_msgs_per_s is the mean of the two runs around e2e",
+            "order": f"model_only and e2e alternating ({ROUNDS} e2e runs, each between two "
+            "model_only runs), then latency, then naive, in one process; the reported e2e run is "
+            "the one with the median ratio, model_only_msgs_per_s the mean of the two runs "
+            "around it",
         },
         "machine": {
             "python": platform.python_version(),
@@ -275,9 +286,9 @@ def main() -> None:
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
         },
-        "notes": "Measured on a shared 2-core machine while other helpers were training and "
-        "testing (see loadavg): absolute numbers are noisy and lower than on an idle machine; "
-        "the ratios were measured side by side under the same load.",
+        "notes": "2 CPU cores shared by the model, the Kafka client threads, the embedded broker "
+        "and the benchmark's producer. Model-only throughput alone varies by several percent "
+        "between back-to-back runs, hence the alternating runs and the median ratio.",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

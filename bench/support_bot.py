@@ -159,31 +159,38 @@ async def load(url: str, key: str, questions: list[str]) -> dict[str, Any]:
     counter = {"next": 0}
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
 
-    async def client(worker: int, total: int, record: bool) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
-            n = 0
-            while counter["next"] < total:
-                counter["next"] += 1
-                n += 1
-                body = {
-                    "tenant": "bench",
-                    "session_id": f"w{worker}-{n // 5}",
-                    "message": questions[(worker * 7919 + n) % len(questions)],
-                }
-                started = time.perf_counter()
-                r = await http.post("/v1/chat", json=body, headers={"X-API-Key": key})
-                elapsed = time.perf_counter() - started
-                if record:
-                    latencies.append(elapsed)
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+    sent = [0] * CLIENTS
 
-    await asyncio.gather(*(client(w, WARMUP, False) for w in range(CLIENTS)))
-    counter["next"] = 0
-    started = time.perf_counter()
-    load_before = os.getloadavg()[0]
-    await asyncio.gather(*(client(w, REQUESTS, True) for w in range(CLIENTS)))
-    wall = time.perf_counter() - started
-    load_after = os.getloadavg()[0]
+    async def client(http: Any, worker: int, total: int, record: bool) -> None:
+        while counter["next"] < total:
+            counter["next"] += 1
+            sent[worker] += 1
+            n = sent[worker]
+            body = {
+                "tenant": "bench",
+                "session_id": f"w{worker}-{n // 5}",
+                "message": questions[(worker * 7919 + n) % len(questions)],
+            }
+            started = time.perf_counter()
+            r = await http.post("/v1/chat", json=body, headers={"X-API-Key": key})
+            elapsed = time.perf_counter() - started
+            if record:
+                latencies.append(elapsed)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+    # the same clients (and keep-alive connections) for the warm-up and the measured requests
+    https = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for _ in range(CLIENTS)]
+    try:
+        await asyncio.gather(*(client(h, w, WARMUP, False) for w, h in enumerate(https)))
+        counter["next"] = 0
+        started = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        await asyncio.gather(*(client(h, w, REQUESTS, True) for w, h in enumerate(https)))
+        wall = time.perf_counter() - started
+        load_after = os.getloadavg()[0]
+    finally:
+        for http in https:
+            await http.aclose()
     ms = np.array(latencies) * 1000
     return {
         "requests": len(latencies),

@@ -145,3 +145,12 @@ def test_http_summary_reads_prometheus_text() -> None:
         "mean_ms": 7.0,
         "p95_ms_at_most": 25.0,
     }
+
+
+def test_support_tenants_are_discovered_when_none_are_configured(
+    make_dashboard: Callable[..., Any], services: dict[str, Any]
+) -> None:
+    with TestClient(make_dashboard(**services, support_tenants=[])) as client:
+        support = client.get("/api/support").json()
+    assert support["available"]
+    assert [t["tenant"] for t in support["tenants"]] == ["acme"]  # the one tenant there is

@@ -107,8 +107,12 @@ async def _tenant(upstream: Upstream, tenant: str, entries: int) -> dict[str, An
 
 
 async def support(upstream: Upstream, tenants: list[str], entries: int) -> dict[str, Any]:
-    """Per tenant: the handoff queue (open first), the knowledge base's size and first entries."""
+    """Per tenant: the handoff queue (open first), the knowledge base's size and first entries.
+    No ``tenants``: every tenant the support bot has."""
     try:
+        if not tenants:
+            listed = await upstream.get_json("/v1/tenants")
+            tenants = [t["tenant"] for t in listed]
         rows = await asyncio.gather(*(_tenant(upstream, t, entries) for t in tenants))
     except UpstreamError as exc:
         return failure(upstream, exc)

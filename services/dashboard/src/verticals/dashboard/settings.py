@@ -41,8 +41,8 @@ class DashboardSettings(ServiceSettings):
         ),
     )
     """The support bot's service admin key (it reads every tenant's handoffs and entries)."""
-    support_tenants: list[str] = Field(default_factory=lambda: ["demo"], min_length=1)
-    """Tenants shown (the support bot has no endpoint listing them)."""
+    support_tenants: list[str] = Field(default_factory=list)
+    """Tenants shown; empty: every tenant the support bot lists."""
     registry_dir: Path | None = None
     """The model registry; None: the core's (``VERTICALS_REGISTRY_DIR``, default var/registry)."""
     upstream_timeout_s: float = Field(3.0, gt=0)

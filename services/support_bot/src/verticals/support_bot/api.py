@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from verticals.serving.app import create_app
 from verticals.serving.auth import API_KEY_HEADER
+from verticals.support_bot.batching import ChatBatcher
 from verticals.support_bot.pipeline import Reply, SupportBot, UnknownTenant
 from verticals.support_bot.schemas import (
     MAX_ROW_ID,
@@ -41,12 +42,18 @@ from verticals.support_bot.text import EntryIn, InputError
 router = APIRouter()
 
 
-def get_bot(request: Request) -> SupportBot:
+async def get_bot(request: Request) -> SupportBot:
     bot: SupportBot = request.app.state.bot
     return bot
 
 
+async def get_batcher(request: Request) -> ChatBatcher:
+    batcher: ChatBatcher = request.app.state.batcher
+    return batcher
+
+
 Bot = Annotated[SupportBot, Depends(get_bot)]
+Batcher = Annotated[ChatBatcher, Depends(get_batcher)]
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,10 @@ class Caller:
             raise HTTPException(403, f"this key is not valid for tenant {tenant!r}")
 
 
-def get_caller(request: Request, bot: Bot, key: str | None = Security(API_KEY_HEADER)) -> Caller:
+async def get_caller(
+    request: Request, bot: Bot, key: str | None = Security(API_KEY_HEADER)
+) -> Caller:
+    """Async (no thread hop): keys are checked against an in-memory cache after first use."""
     if not key:
         raise HTTPException(401, "missing X-API-Key")
     settings: SupportSettings = request.app.state.settings
@@ -131,6 +141,17 @@ def create_tenant(body: TenantCreate, caller: Auth, bot: Bot) -> TenantKeys:
         raise HTTPException(403, "creating tenants needs the service admin key")
     admin, widget = bot.create_tenant(body.id, body.name)
     return TenantKeys(tenant=body.id, admin_key=admin, widget_key=widget)
+
+
+@router.get("/v1/tenants", tags=["tenants"])
+def list_tenants(caller: Auth, bot: Bot) -> list[dict[str, Any]]:
+    """Every tenant with its entry count (service admin key only)."""
+    if caller.role != "root":
+        raise HTTPException(403, "listing tenants needs the service admin key")
+    return [
+        {"tenant": t.id, "name": t.name, "entries": bot.store.count(t.id)}
+        for t in bot.store.tenants()
+    ]
 
 
 @router.post("/v1/tenants/{tenant}/keys", response_model=TenantKeys, tags=["tenants"])
@@ -255,9 +276,10 @@ def rebuild(tenant: str, caller: Auth, bot: Bot) -> Changed:
 
 # chat ----------------------------------------------------------------------------------------
 @router.post("/v1/chat", response_model=ChatResponse, tags=["chat"])
-def chat(body: ChatRequest, caller: Auth, bot: Bot) -> ChatResponse:
+async def chat(body: ChatRequest, caller: Auth, bot: Bot, batcher: Batcher) -> ChatResponse:
+    """Answered together with the other requests waiting at the same moment."""
     caller.chat(bot, body.tenant)
-    return _reply_out(bot.chat(body.tenant, body.session_id, body.message))
+    return _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
 
 
 def sse(event: str, data: Any) -> str:
@@ -269,12 +291,12 @@ def sse(event: str, data: Any) -> str:
     tags=["chat"],
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
-async def chat_stream(body: ChatRequest, caller: Auth, bot: Bot) -> StreamingResponse:
+async def chat_stream(
+    body: ChatRequest, caller: Auth, bot: Bot, batcher: Batcher
+) -> StreamingResponse:
     """The same answer as Server-Sent Events: ``meta``, then ``delta`` chunks, then ``done``."""
     caller.chat(bot, body.tenant)
-    reply = _reply_out(
-        await run_in_threadpool(bot.chat, body.tenant, body.session_id, body.message)
-    )
+    reply = _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
 
     async def events() -> AsyncIterator[str]:
         meta = reply.model_dump(exclude={"text"})
@@ -376,7 +398,9 @@ def build_app(
         if getattr(app.state, "bot", None) is None:
             app.state.bot = SupportBot(settings)
             app.state.bot.load()
+        app.state.batcher = ChatBatcher(app.state.bot)
         yield
+        app.state.batcher.close()
         app.state.bot.store.db.dispose()
 
     app = create_app(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from verticals.serving.auth import hash_api_key, new_api_key
+from verticals.serving.logging import request_id
 from verticals.support_bot.index import TenantIndex, rrf
 from verticals.support_bot.settings import SERVICE, SupportSettings
 from verticals.support_bot.store import Store
@@ -75,6 +76,29 @@ class Reply:
     handoff_id: int | None = None
     intent: dict[str, Any] | None = None
     reworded: bool = False
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One incoming chat message (``request_id`` tags its log line)."""
+
+    tenant: str
+    session: str
+    message: str
+    request_id: str = "-"
+
+
+@dataclass
+class _Draft:
+    """A turn on its way to a reply."""
+
+    turn: Turn
+    message: str
+    query: str
+    started: float
+    vector: np.ndarray | None = None
+    intent: dict[str, Any] | None = None
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -142,9 +166,6 @@ class SupportBot:
             fallback_to_base=True,
         )
         self.persist = persist
-        from verticals.support_bot.batching import QueryBatcher
-
-        self.batcher = QueryBatcher(self.encoder)
         self._tenants: dict[str, Any] = {}
         self.indexes: dict[str, TenantIndex] = {}
         self._intents: dict[str, Any] = {}
@@ -343,13 +364,21 @@ class SupportBot:
         """Fused candidates, best first, each with its cosine similarity to the query."""
         index = self.index(tenant)
         k = k or self.settings.candidates
-        if mode == "bm25":
-            qvec = vector if vector is not None else self.batcher.encode_one(query)
-            dense: list[tuple[int, float]] = []
-        else:  # encoded and searched together with concurrent requests
-            qvec, dense = self.batcher.search(
-                index, k, text=query if vector is None else None, vector=vector
-            )
+        qvec = vector if vector is not None else self.encoder.encode([query])[0]
+        dense = index.dense_many(qvec.reshape(1, -1), k)[0] if mode != "bm25" else []
+        return self._fuse(index, query, qvec, dense, mode, k, boost_category)
+
+    def _fuse(
+        self,
+        index: TenantIndex,
+        query: str,
+        qvec: np.ndarray,
+        dense: list[tuple[int, float]],
+        mode: Mode,
+        k: int,
+        boost_category: str | None,
+    ) -> list[Candidate]:
+        """BM25 for ``query``, fused with the ``dense`` hits; cosines for every candidate."""
         sparse = index.sparse(query, k) if mode != "dense" else []
         fused = rrf(
             [[p for p, _ in dense], [p for p, _ in sparse]],
@@ -404,108 +433,178 @@ class SupportBot:
 
     # chat ----------------------------------------------------------------------------------
     def chat(self, tenant: str, session: str, message: str) -> Reply:
-        self.require_tenant(tenant)
-        message = message.strip()
+        reply = self.chat_many([Turn(tenant, session, message)])[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def chat_many(self, turns: Sequence[Turn]) -> list[Reply | Exception]:
+        """Answer turns together: one encoder pass, one dense search per tenant and one
+        transaction for every transcript. Each turn gets its reply or the error it raised."""
+        results: list[Reply | Exception] = [InputError("not answered")] * len(turns)
+        drafts: dict[int, _Draft] = {}
+        for i, turn in enumerate(turns):
+            try:
+                drafts[i] = self._draft(turn)
+            except Exception as exc:  # a bad turn fails alone
+                results[i] = exc
+        if not drafts:
+            return results
+        try:
+            self._embed(list(drafts.values()))
+            self._find_candidates(list(drafts.values()))
+            for i, reply in zip(drafts, self._reply(list(drafts.values())), strict=True):
+                results[i] = reply
+        except Exception as exc:
+            for i in drafts:
+                results[i] = exc
+        return results
+
+    def _draft(self, turn: Turn) -> _Draft:
+        self.require_tenant(turn.tenant)
+        message = turn.message.strip()
         if not message:
             raise InputError("empty message")
         if len(message) > self.settings.max_message_chars:
             raise InputError(f"message over {self.settings.max_message_chars} characters")
         started = time.perf_counter()
-        previous = self.store.previous_query(tenant, session, self.settings.session_turns)
+        previous = self.store.previous_query(turn.tenant, turn.session, self.settings.session_turns)
         # a follow-up refers back ("it", "that", "and ...", "what about ..."); a new topic does not
         follow_up = previous is not None and bool(FOLLOW_UP.search(message))
         query = f"{previous} {message}" if follow_up else message
-        intent = None
-        predictor = self._intent(tenant)
-        if predictor is not None:
-            head = predictor.predict([message])[0]
-            name = next(iter(head))
-            intent = {
-                "head": name,
-                "label": head[name].get("label"),
-                "score": round(float(head[name].get("score", 0.0)), 4),
-            }
-        vector = None
-        if query != message:  # follow-up: the message leads, the previous turn gives context
-            vector = self.batcher.encode_one(message) * (1 - CONTEXT_WEIGHT)
-            vector = vector + self.batcher.encode_one(query) * CONTEXT_WEIGHT
-            vector = vector / np.linalg.norm(vector)
-        candidates = self.retrieve(
-            tenant,
-            query,
-            vector=vector,
-            boost_category=intent["label"] if intent and intent["score"] >= 0.5 else None,
-        )
-        policy = self.policy(tenant)
-        kind = decide(candidates, policy)
-        confidence = candidates[0].cosine if candidates else 0.0
-        reworded = False
-        if kind == "answer":
-            best = candidates[0]
-            text = best.entry.body
-            citations = [best.citation()]
-            if self.rewriter is not None:
-                better = self.rewriter.reword(message, text)
-                if better:
-                    text, reworded = better, True
-        elif kind == "clarify":
-            a, b = candidates[0].entry, candidates[1].entry
-            text = f"Do you mean “{a.title}” or “{b.title}”?"
-            citations = [candidates[0].citation(), candidates[1].citation()]
-        else:
-            text = (
-                "I am not sure I can answer that correctly, so I have passed your question to "
-                "our support team. Someone will reply here shortly."
-            )
-            citations = []
-        keep = redact if self.settings.redact_pii else (lambda s: s)
-        reason = (
-            ("low confidence" if candidates else "empty knowledge base")
-            if kind == "handoff"
-            else ""
-        )
-        message_id, handoff_id = self.store.add_turn(
-            tenant,
-            session,
-            user={"text": keep(message), "query": keep(query)},
-            bot={
-                "text": text,
-                "kind": kind,
-                "query": keep(query),
-                "citations": citations,
-                "confidence": confidence,
-            },
-            handoff={"question": keep(message), "reason": reason} if kind == "handoff" else None,
-        )
-        if handoff_id is not None:
-            self._notify(handoff_id, tenant, session, keep(message), reason)
-        log.info(
-            "chat",
-            extra={
-                "fields": {
-                    "tenant": tenant,
-                    "session": session,
-                    "message": keep(message),
-                    "kind": kind,
-                    "confidence": round(confidence, 4),
-                    "top": candidates[0].entry.id if candidates else None,
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
+        return _Draft(turn, message, query, started)
+
+    def _embed(self, drafts: list[_Draft]) -> None:
+        """Query vectors in one encoder pass; a follow-up's mixes the message (leading) with the
+        previous turn's context. Intents per tenant, in one pass each."""
+        texts = [
+            t for d in drafts for t in ([d.message, d.query] if d.query != d.message else [d.query])
+        ]
+        vectors = iter(self.encoder.encode(texts))
+        for d in drafts:
+            if d.query == d.message:
+                d.vector = next(vectors)
+            else:
+                mixed = next(vectors) * (1 - CONTEXT_WEIGHT) + next(vectors) * CONTEXT_WEIGHT
+                d.vector = mixed / np.linalg.norm(mixed)
+        for tenant in {d.turn.tenant for d in drafts}:
+            predictor = self._intent(tenant)
+            if predictor is None:
+                continue
+            mine = [d for d in drafts if d.turn.tenant == tenant]
+            for d, heads in zip(mine, predictor.predict([d.message for d in mine]), strict=True):
+                name = next(iter(heads))
+                d.intent = {
+                    "head": name,
+                    "label": heads[name].get("label"),
+                    "score": round(float(heads[name].get("score", 0.0)), 4),
                 }
-            },
-        )
-        return Reply(
-            kind,
-            text,
-            confidence,
-            citations,
-            query,
-            session,
-            message_id,
-            handoff_id,
-            intent,
-            reworded,
-            candidates[:5],
-        )
+
+    def _find_candidates(self, drafts: list[_Draft]) -> None:
+        k = self.settings.candidates
+        for tenant in {d.turn.tenant for d in drafts}:
+            index = self.index(tenant)
+            mine = [d for d in drafts if d.turn.tenant == tenant]
+            dense = index.dense_many(np.vstack([d.vector for d in mine]), k)  # type: ignore[misc]
+            for d, hits in zip(mine, dense, strict=True):
+                intent = d.intent
+                boost = intent["label"] if intent and intent["score"] >= 0.5 else None
+                d.candidates = self._fuse(index, d.query, d.vector, hits, "hybrid", k, boost)  # type: ignore[arg-type]
+
+    def _reply(self, drafts: list[_Draft]) -> list[Reply]:
+        """Decide and word each reply, store every turn in one transaction, then notify."""
+        keep = redact if self.settings.redact_pii else (lambda s: s)
+        replies: list[Reply] = []
+        rows: list[dict[str, Any]] = []
+        for d in drafts:
+            candidates = d.candidates
+            kind = decide(candidates, self.policy(d.turn.tenant))
+            confidence = candidates[0].cosine if candidates else 0.0
+            reworded = False
+            if kind == "answer":
+                text = candidates[0].entry.body
+                citations = [candidates[0].citation()]
+                if self.rewriter is not None:
+                    better = self.rewriter.reword(d.message, text)
+                    if better:
+                        text, reworded = better, True
+            elif kind == "clarify":
+                a, b = candidates[0].entry, candidates[1].entry
+                text = f"Do you mean “{a.title}” or “{b.title}”?"
+                citations = [candidates[0].citation(), candidates[1].citation()]
+            else:
+                text = (
+                    "I am not sure I can answer that correctly, so I have passed your question "
+                    "to our support team. Someone will reply here shortly."
+                )
+                citations = []
+            reason = "low confidence" if candidates else "empty knowledge base"
+            rows.append(
+                {
+                    "tenant": d.turn.tenant,
+                    "session": d.turn.session,
+                    "user": {"text": keep(d.message), "query": keep(d.query)},
+                    "bot": {
+                        "text": text,
+                        "kind": kind,
+                        "query": keep(d.query),
+                        "citations": citations,
+                        "confidence": confidence,
+                    },
+                    "handoff": (
+                        {"question": keep(d.message), "reason": reason}
+                        if kind == "handoff"
+                        else None
+                    ),
+                }
+            )
+            replies.append(
+                Reply(
+                    kind,
+                    text,
+                    confidence,
+                    citations,
+                    d.query,
+                    d.turn.session,
+                    intent=d.intent,
+                    reworded=reworded,
+                    candidates=candidates[:5],
+                )
+            )
+        for d, row, reply, (message_id, handoff_id) in zip(
+            drafts, rows, replies, self.store.add_turns(rows), strict=True
+        ):
+            reply.message_id, reply.handoff_id = message_id, handoff_id
+            if handoff_id is not None:
+                handoff = row["handoff"]
+                self._notify(
+                    handoff_id,
+                    d.turn.tenant,
+                    d.turn.session,
+                    handoff["question"],
+                    handoff["reason"],
+                )
+            token = request_id.set(d.turn.request_id) if d.turn.request_id != "-" else None
+            try:
+                log.info(
+                    "chat",
+                    extra={
+                        "fields": {
+                            "tenant": d.turn.tenant,
+                            "session": d.turn.session,
+                            "message": keep(d.message),
+                            "kind": reply.kind,
+                            "confidence": round(reply.confidence, 4),
+                            "top": d.candidates[0].entry.id if d.candidates else None,
+                            "batch": len(drafts),
+                            "ms": round((time.perf_counter() - d.started) * 1000, 1),
+                        }
+                    },
+                )
+            finally:
+                if token is not None:
+                    request_id.reset(token)
+        return replies
 
     def _notify(
         self, handoff_id: int, tenant: str, session: str, question: str, reason: str

@@ -243,33 +243,41 @@ class Store:
             s.flush()
             return row.id
 
-    def add_turn(
-        self,
-        tenant: str,
-        session: str,
-        user: dict[str, Any],
-        bot: dict[str, Any],
-        handoff: dict[str, Any] | None = None,
-    ) -> tuple[int, int | None]:
-        """A chat turn in one transaction: the user's message, the bot's reply (fields of
-        ``Message``) and the handoff it raised, if any. Returns (reply id, handoff id). Plain
-        inserts, not the ORM unit of work: this runs on every chat."""
-        base = {"tenant_id": tenant, "session_id": session, "created_at": now()}
+    def add_turns(self, turns: list[dict[str, Any]]) -> list[tuple[int, int | None]]:
+        """Chat turns in one transaction, each ``{tenant, session, user, bot, handoff}``: the
+        user's message, the bot's reply (fields of ``Message``) and the handoff it raised, if
+        any. Returns (reply id, handoff id) per turn. Plain inserts, not the ORM unit of work:
+        this runs on every chat."""
+        stamp = now()
         blank: dict[str, Any] = {"kind": "", "query": "", "citations": [], "confidence": None}
-        rows = [{**base, **blank, "role": "user", **user}, {**base, **blank, "role": "bot", **bot}]
+        rows = []
+        for t in turns:
+            base = {"tenant_id": t["tenant"], "session_id": t["session"], "created_at": stamp}
+            rows.append({**base, **blank, "role": "user", **t["user"]})
+            rows.append({**base, **blank, "role": "bot", **t["bot"]})
+        out: list[tuple[int, int | None]] = []
         with self.db.write() as conn:
-            ids = conn.execute(
-                insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
-            ).scalars()
-            reply_id = list(ids)[1]
-            ticket = None
-            if handoff:
-                ticket = conn.execute(
-                    insert(Handoff)
-                    .values(**base, updated_at=base["created_at"], **handoff)
-                    .returning(Handoff.id)
-                ).scalar_one()
-        return reply_id, ticket
+            ids = list(
+                conn.execute(
+                    insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+                ).scalars()
+            )
+            for n, t in enumerate(turns):
+                ticket = None
+                if t["handoff"]:
+                    ticket = conn.execute(
+                        insert(Handoff)
+                        .values(
+                            tenant_id=t["tenant"],
+                            session_id=t["session"],
+                            created_at=stamp,
+                            updated_at=stamp,
+                            **t["handoff"],
+                        )
+                        .returning(Handoff.id)
+                    ).scalar_one()
+                out.append((ids[2 * n + 1], ticket))
+        return out
 
     def previous_query(self, tenant: str, session: str, within: int) -> str | None:
         """What the session's last user message asked (the query it was retrieved with), if it
