@@ -33,7 +33,7 @@ N = int(os.environ.get("BENCH_NEWS_N", "2000"))
 NAIVE_N = int(os.environ.get("BENCH_NEWS_NAIVE_N", "300"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_NEWS_LATENCY_SECONDS", "20"))
 BATCH = int(os.environ.get("BENCH_NEWS_BATCH", "64"))
-ROUNDS = int(os.environ.get("BENCH_NEWS_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_NEWS_ROUNDS", "5"))
 OUT = Path(__file__).parent / "results" / "news_monitor.json"
 
 

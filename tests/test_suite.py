@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,6 +141,8 @@ def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data
     finally:
         output = first.stop()
     assert "all services stopped" in output
+    widget_key = re.search(r"widget key \(public\): (\S+)", output)
+    assert widget_key, output[-3000:]
     for port in [*ports.values(), broker_port]:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
@@ -154,4 +157,6 @@ def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data
         lamp = httpx.get(second.url("recommender") + "/v1/items/suite-lamp")
         assert lamp.status_code == 200 and lamp.json()["title"] == item["title"], lamp.text
     finally:
-        assert "all services stopped" in second.stop()
+        output = second.stop()
+    assert "all services stopped" in output
+    assert f"widget key (public): {widget_key.group(1)}" in output  # embedded pages keep working

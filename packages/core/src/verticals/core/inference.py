@@ -36,9 +36,10 @@ class TorchBackend:
         import torch
 
         from verticals.core.modeling import pick_device
+        from verticals.core.settings import get_settings
 
         self.torch = torch
-        self.device = device or pick_device("auto")
+        self.device = device or pick_device(get_settings().device)  # VERTICALS_DEVICE
         self.model = model.to(self.device).eval()
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:

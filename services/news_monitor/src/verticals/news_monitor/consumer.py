@@ -31,6 +31,13 @@ from verticals.news_monitor.store import NewsStore
 
 log = logging.getLogger("verticals.news_monitor.consumer")
 
+EMIT_LINGER_MS = 200
+EMIT_BATCH_BYTES = 512 * 1024
+"""The emit stage flushes after every batch, so its records wait for that flush, not for the
+linger timer, and a producer batch holds a whole batch's records: each batch leaves as one
+produce request per partition. With kafka-python's defaults (5 ms, 16 KB) the sender thread was
+woken about 15 times per batch of 64 enriched records."""
+
 
 @dataclass
 class Prepared:
@@ -184,7 +191,9 @@ class NewsMonitor:
                     if self.consumer is None:
                         self.consumer = make_consumer(self.settings, self.client_id)
                     if self.producer is None:
-                        self.producer = make_producer(self.settings)
+                        self.producer = make_producer(
+                            self.settings, linger_ms=EMIT_LINGER_MS, batch_size=EMIT_BATCH_BYTES
+                        )
                     self.poll_once()
                 except Exception as exc:  # e.g. the broker is not reachable yet: retry
                     self._error("client", exc)

@@ -63,8 +63,9 @@ def _bot(settings: SupportSettings) -> SupportBot:
 
 
 def prepare_demo(bot: SupportBot, settings: SupportSettings) -> dict[str, str]:
-    """The sample store as tenant ``demo``: created, filled and calibrated when needed; a fresh
-    widget key each start (only hashes are stored, and a widget key is public anyway)."""
+    """The sample store as tenant ``demo``: created, filled and calibrated when needed. Its
+    widget key (public by design; the database keeps only its hash) is kept in the data folder,
+    so a page embedding it keeps working across restarts."""
     from verticals.support_bot.pipeline import load_sample, read_questions
 
     info: dict[str, str] = {"tenant": DEMO}
@@ -76,7 +77,13 @@ def prepare_demo(bot: SupportBot, settings: SupportSettings) -> dict[str, str]:
     if not bot.policy(DEMO).calibrated:
         questions = read_questions(settings.sample_dir / "questions.jsonl")
         bot.calibrate(DEMO, [q for q in questions if q.get("split") == "validation"])
-    info["key"] = bot.rotate_keys(DEMO, admin=False)["widget_key"]
+    saved = settings.data_dir / "demo_widget.key"
+    key = saved.read_text().strip() if saved.exists() else ""
+    if not key or bot.authenticate(key) != (DEMO, "widget"):
+        key = bot.rotate_keys(DEMO, admin=False)["widget_key"]
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(key + "\n")
+    info["key"] = key
     return info
 
 
