@@ -28,6 +28,7 @@ from verticals.news_monitor.pipeline import Classifier, Rejected, classify, deco
 from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.sinks import WebhookSink
 from verticals.news_monitor.store import NewsStore
+from verticals.serving.server import freeze_loaded_objects
 
 log = logging.getLogger("verticals.news_monitor.consumer")
 
@@ -170,6 +171,7 @@ class NewsMonitor:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        freeze_loaded_objects()  # the model and the window state, loaded by now
         self._thread = threading.Thread(target=self.run, name="news-monitor", daemon=True)
         self._thread.start()
 
