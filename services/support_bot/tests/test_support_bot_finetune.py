@@ -40,7 +40,9 @@ def test_finetune_builds_pairs_trains_and_gates_promotion(
     # promoted exactly when the candidate beat the base encoder on the held-out questions
     assert (current == 1) == (result["candidate_mrr"] > result["current_mrr"]) == result["promoted"]
     if result["promoted"]:
-        assert result["calibration"]["encoder"] == "support-encoder:v1"
+        # recalibrated for the new encoder, in the form the service runs it
+        assert result["calibration"]["encoder"] == result["candidate_bot"].encoder.version
+        assert result["calibration"]["encoder"] == f"support-encoder:v1+{settings.encoder_form}"
 
 
 @pytest.mark.slow
