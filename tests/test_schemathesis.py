@@ -6,9 +6,6 @@ documented response matches its schema. Slow: run with `make test-slow`."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,8 @@ from schemathesis.checks import (
     not_a_server_error,
     response_schema_conformance,
 )
+
+from verticals.serving.testing import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -88,37 +87,6 @@ def _fuzz(operation: Any, mode: GenerationMode, known: dict[str, str]) -> None:
     check()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveServer:
-    """The app under uvicorn on a free 127.0.0.1 port, in a thread (lifespan included)."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def encoder() -> Any:
     from verticals.core.inference import Encoder
@@ -157,7 +125,8 @@ def news_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     store.save_batch(labelled, engine.export_state(), alerts)
     assert alerts, "the demo feed raised no alert"
-    with LiveServer(build_app(settings, consume=False)) as url:
+    with LiveServer(build_app(settings, consume=False)) as server:
+        url = server.url
         yield url
 
 
@@ -177,7 +146,8 @@ def support_url(tmp_path_factory: pytest.TempPathFactory, encoder: Any) -> Itera
     bot = SupportBot(settings, encoder=encoder)
     faq_lines = (settings.sample_dir / "faq.jsonl").read_text().splitlines()
     faq = [json.loads(line) for line in faq_lines[:15]]
-    with LiveServer(build_app(settings, bot)) as url:
+    with LiveServer(build_app(settings, bot)) as server:
+        url = server.url
         root = {"X-API-Key": ROOT_KEY}
         made = httpx.post(f"{url}/v1/tenants", json={"id": TENANT}, headers=root)
         assert made.status_code == 201, made.text
@@ -206,7 +176,8 @@ def recommender_url(tmp_path_factory: pytest.TempPathFactory, encoder: Any) -> I
     engine = Recommender(settings, encoder=encoder)
     catalog = [ItemIn(**item) for item in generate_catalog(40, seed=3)]
     engine.upsert_items(catalog)
-    with LiveServer(build_app(settings, engine)) as url:
+    with LiveServer(build_app(settings, engine)) as server:
+        url = server.url
         events = [
             {"user_id": f"u{u}", "item_id": catalog[(u * 3 + i) % 40].id, "type": kind}
             for u in range(4)
@@ -242,7 +213,8 @@ def dashboard_url(
         support_admin_key=ROOT_KEY,  # type: ignore[arg-type]
         support_tenants=[TENANT],
     )
-    with LiveServer(build_app(settings, registry)) as url:
+    with LiveServer(build_app(settings, registry)) as server:
+        url = server.url
         yield url
 
 

@@ -15,15 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from verticals.serving.testing import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ["news_monitor", "support_bot", "recommender", "dashboard"]
 ADMIN = {"X-API-Key": "change-me"}  # the local default admin key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_services_never_import_each_other() -> None:

@@ -5,23 +5,12 @@ dashboard and the three services behind it. Needs services/support_bot/scripts/i
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
+from verticals.serving.testing import chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TASK = "news-sentiment-topic"
 
 
@@ -55,98 +44,85 @@ def test_dashboard_in_chromium(
     registry: Any,
     dashboard_key: str,
 ) -> None:
-    required = os.environ.get("VERTICALS_REQUIRE_BROWSER") == "1"
-    hint = "run services/support_bot/scripts/install_browser.sh"
-    if not shutil.which("chromium"):
-        (pytest.fail if required else pytest.skip)(f"chromium missing: {hint}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        (pytest.fail if required else pytest.skip)(f"playwright missing: {hint}")
-
     handoff_id, question = new_handoff()
     app = make_dashboard(**services, refresh_seconds=1)
-    with live_server(app) as server, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # the refused promotion's 409 is the one failed request the browser logs
-            page.on(
-                "console",
-                lambda m: (
-                    errors.append(m.text)
-                    if m.type == "error" and "status of 409" not in m.text
-                    else None
-                ),
-            )
-            prompts: list[str] = []
+    with live_server(app) as server, chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # the refused promotion's 409 is the one failed request the browser logs
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(m.text)
+                if m.type == "error" and "status of 409" not in m.text
+                else None
+            ),
+        )
+        prompts: list[str] = []
 
-            def answer(dialog: Any) -> None:
-                prompts.append(dialog.message)
-                dialog.accept(dashboard_key)
+        def answer(dialog: Any) -> None:
+            prompts.append(dialog.message)
+            dialog.accept(dashboard_key)
 
-            page.on("dialog", answer)
-            page.goto(server.url + "/")
+        page.on("dialog", answer)
+        page.goto(server.url + "/")
 
-            # models: the table, promote v2, roll back, a refused promotion shows its reason
-            row = "tr[data-task='{}'][data-version='{}']"
-            v1, v2, v3 = (row.format(TASK, v) for v in (1, 2, 3))
-            page.wait_for_selector(f"{v1}[data-current='true']", timeout=15_000)
-            macro = f"{registry.card(TASK, 1)['metrics']['macro_f1']:.4f}".rstrip("0")
-            assert macro in page.locator(f"{v1} td[data-metric='macro_f1']").inner_text()
-            page.click(f"{v2} button[data-action='promote']")
-            page.wait_for_selector(f"{v2}[data-current='true']", timeout=10_000)
-            assert "v2 is current" in page.locator("#models-message").inner_text()
-            assert registry.current_version(TASK) == 2
-            page.click(f"tr.task[data-task='{TASK}'] button[data-action='rollback']")
-            page.wait_for_selector(f"{v1}[data-current='true']", timeout=10_000)
-            assert registry.current_version(TASK) == 1
-            page.click(f"{v3} button[data-action='promote']")
-            page.wait_for_selector("#models-message.error", timeout=10_000)
-            assert "refused" in page.locator("#models-message").inner_text()
-            assert page.locator(f"{v3}[data-current='false']").count() == 1
-            assert len(prompts) == 1  # the key was asked once, then kept for the tab
+        # models: the table, promote v2, roll back, a refused promotion shows its reason
+        row = "tr[data-task='{}'][data-version='{}']"
+        v1, v2, v3 = (row.format(TASK, v) for v in (1, 2, 3))
+        page.wait_for_selector(f"{v1}[data-current='true']", timeout=15_000)
+        macro = f"{registry.card(TASK, 1)['metrics']['macro_f1']:.4f}".rstrip("0")
+        assert macro in page.locator(f"{v1} td[data-metric='macro_f1']").inner_text()
+        page.click(f"{v2} button[data-action='promote']")
+        page.wait_for_selector(f"{v2}[data-current='true']", timeout=10_000)
+        assert "v2 is current" in page.locator("#models-message").inner_text()
+        assert registry.current_version(TASK) == 2
+        page.click(f"tr.task[data-task='{TASK}'] button[data-action='rollback']")
+        page.wait_for_selector(f"{v1}[data-current='true']", timeout=10_000)
+        assert registry.current_version(TASK) == 1
+        page.click(f"{v3} button[data-action='promote']")
+        page.wait_for_selector("#models-message.error", timeout=10_000)
+        assert "refused" in page.locator("#models-message").inner_text()
+        assert page.locator(f"{v3}[data-current='false']").count() == 1
+        assert len(prompts) == 1  # the key was asked once, then kept for the tab
 
-            # news: the chart drawn from /trends, the demo's alert, and a live update
-            chart = page.locator("#trend-chart")
-            chart.wait_for(timeout=10_000)
-            points = int(chart.get_attribute("data-points") or 0)
-            assert points > 5
-            legal = page.locator("#trend-chart path[data-topic='regulation_legal']")
-            assert (legal.get_attribute("d") or "").count("L") >= 3
-            assert page.locator("#trend-chart path[data-topic='all']").count() == 1
-            alert = page.locator("#alerts li[data-key='ticker:HLVB']").first
-            assert "negative_share_spike" in alert.inner_text()
-            assert "Halvorsen" in alert.inner_text()
-            news_service["add"](_later_headlines(news_service["store"], 6))
-            page.wait_for_function(
-                "n => Number(document.querySelector('#trend-chart').dataset.points) > n",
-                arg=points,
-                timeout=10_000,
-            )
+        # news: the chart drawn from /trends, the demo's alert, and a live update
+        chart = page.locator("#trend-chart")
+        chart.wait_for(timeout=10_000)
+        points = int(chart.get_attribute("data-points") or 0)
+        assert points > 5
+        legal = page.locator("#trend-chart path[data-topic='regulation_legal']")
+        assert (legal.get_attribute("d") or "").count("L") >= 3
+        assert page.locator("#trend-chart path[data-topic='all']").count() == 1
+        alert = page.locator("#alerts li[data-key='ticker:HLVB']").first
+        assert "negative_share_spike" in alert.inner_text()
+        assert "Halvorsen" in alert.inner_text()
+        news_service["add"](_later_headlines(news_service["store"], 6))
+        page.wait_for_function(
+            "n => Number(document.querySelector('#trend-chart').dataset.points) > n",
+            arg=points,
+            timeout=10_000,
+        )
 
-            # support: the handoff queue; a staff reply closes the handoff
-            handoff = page.locator(f"[data-tenant='acme'] tr[data-handoff='{handoff_id}']")
-            handoff.wait_for(timeout=10_000)
-            assert handoff.get_attribute("data-status") == "open"
-            assert question in handoff.locator(".question").inner_text()
-            entries = page.locator("[data-tenant='acme'] [data-figure='entries']").inner_text()
-            assert entries == "12"
-            assert page.locator("[data-tenant='acme'] ul.kb li").count() == 12
-            handoff.locator("input").fill("Canberra, but we mostly sell sofas.")
-            handoff.locator("button").click()
-            page.wait_for_selector(
-                f"[data-tenant='acme'] tr[data-handoff='{handoff_id}'][data-status='closed']",
-                timeout=10_000,
-            )
+        # support: the handoff queue; a staff reply closes the handoff
+        handoff = page.locator(f"[data-tenant='acme'] tr[data-handoff='{handoff_id}']")
+        handoff.wait_for(timeout=10_000)
+        assert handoff.get_attribute("data-status") == "open"
+        assert question in handoff.locator(".question").inner_text()
+        entries = page.locator("[data-tenant='acme'] [data-figure='entries']").inner_text()
+        assert entries == "12"
+        assert page.locator("[data-tenant='acme'] ul.kb li").count() == 12
+        handoff.locator("input").fill("Canberra, but we mostly sell sofas.")
+        handoff.locator("button").click()
+        page.wait_for_selector(
+            f"[data-tenant='acme'] tr[data-handoff='{handoff_id}'][data-status='closed']",
+            timeout=10_000,
+        )
 
-            # recommender: its figures and trending items
-            assert page.locator("[data-figure='items']").inner_text() == "40"
-            assert page.locator("table.trending tr[data-item]").count() == 5
-            assert page.locator("#status .pill.up").count() == 3
-            assert len(prompts) == 1
-            assert not errors, errors
-        finally:
-            browser.close()
+        # recommender: its figures and trending items
+        assert page.locator("[data-figure='items']").inner_text() == "40"
+        assert page.locator("table.trending tr[data-item]").count() == 5
+        assert page.locator("#status .pill.up").count() == 3
+        assert len(prompts) == 1
+        assert not errors, errors

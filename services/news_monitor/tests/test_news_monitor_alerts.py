@@ -8,29 +8,7 @@ import pytest
 
 from verticals.news_monitor.alerts import AlertEngine, Observation, RulesConfig, alert_id
 from verticals.news_monitor.settings import shared_dir
-
-RULES = RulesConfig.model_validate(
-    {
-        "bucket_seconds": 60,
-        "allowed_lateness_seconds": 0,
-        "rules": [
-            {
-                "name": "share",
-                "scopes": ["topic", "ticker"],
-                "window_seconds": 300,
-                "min_volume": 6,
-                "min_negative": 8,
-                "min_share": 0.5,
-                "z_threshold": 3.0,
-                "prior_mean": 0.3,
-                "prior_std": 0.1,
-                "min_std": 0.08,
-                "cooldown_seconds": 1200,
-                "ewma_alpha": 0.1,
-            }
-        ],
-    }
-)
+from verticals.news_monitor.testing import SMALL_RULES
 
 
 def feed(seed: int = 1, spike_at: int = 3600, minutes: int = 120) -> list[Observation]:
@@ -50,7 +28,7 @@ def feed(seed: int = 1, spike_at: int = 3600, minutes: int = 120) -> list[Observ
 
 
 def run(observations: list[Observation], batch: int) -> list[str]:
-    engine = AlertEngine(RULES)
+    engine = AlertEngine(SMALL_RULES)
     ids: list[str] = []
     for start in range(0, len(observations), batch):
         ids += [a.id for a in engine.process(observations[start : start + batch])]
@@ -58,7 +36,7 @@ def run(observations: list[Observation], batch: int) -> list[str]:
 
 
 def test_spike_raises_one_alert_per_key_and_background_none() -> None:
-    engine = AlertEngine(RULES)
+    engine = AlertEngine(SMALL_RULES)
     alerts = engine.process(feed())
     keys = sorted(a.key for a in alerts)
     assert keys == ["ticker:X", "topic:regulation_legal"]
@@ -71,7 +49,7 @@ def test_spike_raises_one_alert_per_key_and_background_none() -> None:
 def test_alerts_do_not_depend_on_batching_and_redelivery_adds_none() -> None:
     obs = feed()
     assert run(obs, 1) == run(obs, 7) == run(obs, 500)
-    engine = AlertEngine(RULES)
+    engine = AlertEngine(SMALL_RULES)
     first = engine.process(obs)
     assert first and engine.process(obs[-20:]) == []  # a redelivered tail: duplicates only
     assert engine.duplicates == 20
@@ -80,11 +58,11 @@ def test_alerts_do_not_depend_on_batching_and_redelivery_adds_none() -> None:
 def test_restart_from_exported_state_neither_loses_nor_duplicates() -> None:
     obs = feed()
     cut = next(i for i, o in enumerate(obs) if o.id == "s5")  # mid-spike
-    whole = [a.id for a in AlertEngine(RULES).process(obs)]
-    before = AlertEngine(RULES)
+    whole = [a.id for a in AlertEngine(SMALL_RULES).process(obs)]
+    before = AlertEngine(SMALL_RULES)
     ids = [a.id for a in before.process(obs[:cut])]
     state = before.export_state()
-    after = AlertEngine(RULES, state)
+    after = AlertEngine(SMALL_RULES, state)
     for o in obs[:cut]:  # the store replays what it holds
         after.add(o, update_watermark=False)
     ids += [a.id for a in after.process(obs[cut - 10 :])]  # redelivery overlaps the cut
@@ -103,7 +81,7 @@ def test_cooldown_and_a_key_whose_baseline_is_high() -> None:
             for j in range(15)
         ]
     obs.sort(key=lambda o: (o.event_ts, o.id))
-    alerts = AlertEngine(RULES).process(obs)
+    alerts = AlertEngine(SMALL_RULES).process(obs)
     # spike b is inside a's cool-down (20 minutes): one alert for a, one for c
     assert [a.window_end.timestamp() // 600 for a in alerts] == [6, 18]  # 1:0x and 3:0x
     always = [
@@ -111,7 +89,7 @@ def test_cooldown_and_a_key_whose_baseline_is_high() -> None:
     ]
     # a new key that is 80% negative from the start: one alert against the prior, then its
     # own baseline learns the level and it stays quiet
-    (only,) = AlertEngine(RULES).process(always)
+    (only,) = AlertEngine(SMALL_RULES).process(always)
     assert only.window_end.timestamp() <= 900
 
 

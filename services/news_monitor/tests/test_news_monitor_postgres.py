@@ -11,37 +11,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from verticals.news_monitor.alerts import AlertEngine, Observation, RulesConfig, keys_for
+from verticals.news_monitor.alerts import AlertEngine, Observation, keys_for
 from verticals.news_monitor.consumer import ensure_topics, load_engine
 from verticals.news_monitor.feed import produce
 from verticals.news_monitor.schemas import NewsItem
 from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.store import NewsStore
-from verticals.news_monitor.testing import news, output_ids, topic_values, wait_for
-
-RULES = RulesConfig.model_validate(
-    {
-        "bucket_seconds": 60,
-        "allowed_lateness_seconds": 0,
-        "rules": [
-            {
-                "name": "share",
-                "scopes": ["topic", "ticker"],
-                "window_seconds": 300,
-                "min_volume": 6,
-                "min_negative": 8,
-                "min_share": 0.5,
-                "z_threshold": 3.0,
-                "prior_mean": 0.3,
-                "prior_std": 0.1,
-                "min_std": 0.08,
-                "cooldown_seconds": 1200,
-                "ewma_alpha": 0.1,
-            }
-        ],
-    }
-)
+from verticals.news_monitor.testing import SMALL_RULES, news, output_ids, topic_values, wait_for
 
 
 def feed() -> list[Observation]:
@@ -72,12 +49,12 @@ def consume(store: NewsStore, engine: AlertEngine, batch: list[Observation]) -> 
 
 def test_restart_rebuilds_windows_and_alert_ids_deduplicate(postgres_url: str) -> None:
     obs = feed()
-    whole = [a.id for a in AlertEngine(RULES).process(obs)]
+    whole = [a.id for a in AlertEngine(SMALL_RULES).process(obs)]
     assert len(whole) == 2
     cut = next(i for i, o in enumerate(obs) if o.id == "s5")  # mid-spike
     store = NewsStore(postgres_url)
     assert store.db.dialect == "postgresql"
-    engine = load_engine(RULES, store)
+    engine = load_engine(SMALL_RULES, store)
     fresh = []
     for start in range(0, cut, 50):
         fresh += consume(store, engine, obs[start : min(start + 50, cut)])
@@ -85,15 +62,15 @@ def test_restart_rebuilds_windows_and_alert_ids_deduplicate(postgres_url: str) -
 
     # a new process (or another replica taking the partitions over) on the same database
     store = NewsStore(postgres_url)
-    engine = load_engine(RULES, store)
+    engine = load_engine(SMALL_RULES, store)
     for start in range(cut - 10, len(obs), 50):  # the redelivery overlaps the cut
         fresh += consume(store, engine, obs[start : start + 50])
     assert fresh == whole
     assert store.counts() == {"observations": len(obs), "alerts": 2}
 
     # the same alerts again (a replica's copy): their ids are already stored
-    again = AlertEngine(RULES).process(obs)
-    assert store.save_batch([], AlertEngine(RULES).export_state(), again) == []
+    again = AlertEngine(SMALL_RULES).process(obs)
+    assert store.save_batch([], AlertEngine(SMALL_RULES).export_state(), again) == []
     assert store.counts()["alerts"] == 2
 
     assert sorted(a["id"] for a in store.unpublished_alerts()) == sorted(whole)
@@ -146,8 +123,8 @@ def test_the_longest_entity_key_fits_and_a_longer_one_is_rejected(postgres_url: 
     longest = NewsItem(**item, entities=["E" * 200])
     keys = keys_for("markets", [], longest.entities)
     store = NewsStore(postgres_url)
-    rules = RULES.model_copy(
-        update={"rules": [RULES.rules[0].model_copy(update={"scopes": ["topic", "entity"]})]}
+    rules = SMALL_RULES.model_copy(
+        update={"rules": [SMALL_RULES.rules[0].model_copy(update={"scopes": ["topic", "entity"]})]}
     )
     engine = AlertEngine(rules)
     batch = [Observation(f"o{i}", i * 30.0, keys, True, 0.9, "t") for i in range(20)]

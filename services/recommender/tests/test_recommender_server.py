@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,17 +9,12 @@ from pathlib import Path
 import httpx
 
 from verticals.recommender.settings import SHARED_DIR
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from verticals.serving.testing import free_port
 
 
 def test_up_serves_the_sample_catalog(tmp_path: Path) -> None:
     assert (SHARED_DIR / "sample_catalog.jsonl").exists()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

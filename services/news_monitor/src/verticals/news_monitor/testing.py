@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from verticals.news_monitor.alerts import RulesConfig
 from verticals.news_monitor.settings import NewsSettings
 
 
@@ -113,3 +114,28 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+SMALL_RULES = RulesConfig.model_validate(
+    {
+        "bucket_seconds": 60,
+        "allowed_lateness_seconds": 0,
+        "rules": [
+            {
+                "name": "share",
+                "scopes": ["topic", "ticker"],
+                "window_seconds": 300,
+                "min_volume": 6,
+                "min_negative": 8,
+                "min_share": 0.5,
+                "z_threshold": 3.0,
+                "prior_mean": 0.3,
+                "prior_std": 0.1,
+                "min_std": 0.08,
+                "cooldown_seconds": 1200,
+                "ewma_alpha": 0.1,
+            }
+        ],
+    }
+)
+"""One share rule over 5-minute windows with a small minimum volume: spikes in a few dozen items."""
