@@ -80,7 +80,7 @@ def test_oversize_batches_are_rejected(make_engine: Any, catalog: list[Any]) -> 
 
 def test_event_changes_next_recommendations(client: TestClient, catalog: list[Any]) -> None:
     before = client.get("/v1/users/shopper/recommendations?k=10").json()
-    assert before["strategy"] == "cold_start_popular"
+    assert before["strategy"] == "cold_start_newest"  # no events at all yet
     assert before["variant"] == "A" and before["model_version"]
     outdoor = [it.id for it in catalog if it.category == "outdoor"][:3]
     events = [{"user_id": "shopper", "item_id": i, "type": "purchase"} for i in outdoor]
@@ -90,6 +90,9 @@ def test_event_changes_next_recommendations(client: TestClient, catalog: list[An
     assert [i["id"] for i in after["items"]] != [i["id"] for i in before["items"]][:5]
     assert sum(i["category"] == "outdoor" for i in after["items"]) >= 3
     assert not set(outdoor) & {i["id"] for i in after["items"]}  # purchased are excluded
+    newcomer = client.get("/v1/users/newcomer/recommendations?k=3").json()
+    assert newcomer["strategy"] == "cold_start_popular"
+    assert {i["id"] for i in newcomer["items"]} <= set(outdoor)  # the only items with events
 
 
 def test_filters(client: TestClient, engine: Recommender, catalog: list[Any]) -> None:

@@ -149,3 +149,22 @@ def test_cli_import_and_delete(tmp_path: Path, catalog: list[ItemIn], monkeypatc
     bad.write_text("id,title,price\na,Thing,-3\n")
     result = runner.invoke(app, ["import", str(bad)])
     assert result.exit_code == 2 and "row 1" in result.output
+
+
+def test_a_catalog_without_any_events_still_recommends(
+    make_engine: Any, catalog: list[ItemIn]
+) -> None:
+    from verticals.recommender.catalog import Filters
+
+    engine = make_engine()
+    engine.upsert_items(catalog)
+    _, ranked = engine.recommend("first-visitor", 5, Filters())
+    assert ranked.strategy == "cold_start_newest" and len(ranked.keys) == 5
+    newest = [item.id for item in catalog if item.in_stock][-5:][::-1]
+    assert [engine.meta.ids[k] for k in ranked.keys] == newest
+    category = catalog[0].category
+    _, only = engine.recommend("first-visitor", 3, Filters(categories=frozenset({category})))
+    assert only.keys.size and all(engine.meta.categories[k] == category for k in only.keys)
+    engine.ingest_events([_event("someone", catalog[0].id, "purchase")])
+    _, popular = engine.recommend("second-visitor", 5, Filters())
+    assert popular.strategy == "cold_start_popular"

@@ -196,8 +196,8 @@ class InteractionModel:
         """The ``n`` most popular keys; cached, refreshed at most every TOP_REFRESH_S seconds."""
         now = time.monotonic()
         fresh = self._top is not None and (
-            not self._top_dirty or now - self._top[0] < TOP_REFRESH_S
-        )
+            not self._top_dirty or (now - self._top[0] < TOP_REFRESH_S and len(self._top[2]) > 0)
+        )  # an empty list (no events yet) is recomputed as soon as events arrive
         if self._top is not None and fresh and n <= self._top[1]:
             return self._top[2][:n]
         self._top = (now, n, self._top_popular(n))

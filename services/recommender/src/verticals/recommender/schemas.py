@@ -94,5 +94,7 @@ class RecommendationResponse(BaseModel):
     item_id: str | None = None
     variant: str
     model_version: str
-    strategy: Literal["personal", "cold_start_popular", "cold_start_query", "similar"]
+    strategy: Literal[
+        "personal", "cold_start_popular", "cold_start_newest", "cold_start_query", "similar"
+    ]
     items: list[Recommendation]

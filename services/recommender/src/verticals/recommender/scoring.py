@@ -159,7 +159,12 @@ def recommend_for_user(
             model, index, meta, None, CoScores.empty(), filters, max(n_candidates, k)
         )
         keys, scores = _rank(model, meta, cands, cold, None, CoScores.empty(), filters, set(), k)
-        return Ranked(keys, scores, "cold_start_popular")
+        if len(keys):
+            return Ranked(keys, scores, "cold_start_popular")
+        # no interactions yet anywhere: the newest catalog items that pass the filters
+        newest = meta.all_keys()[::-1]
+        newest = newest[meta.mask(newest, filters)][:k]
+        return Ranked(newest, np.zeros(len(newest), dtype=np.float32), "cold_start_newest")
     assert user is not None
     text_vector = user_vector
     if query_vector is not None:
