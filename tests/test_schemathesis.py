@@ -21,6 +21,7 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
+from verticals.news_monitor.testing import classify_into_store
 from verticals.serving.testing import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -101,9 +102,8 @@ def news_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from verticals.core.inference import Predictor
     from verticals.core.registry import ModelRegistry
     from verticals.news_monitor import TASK
-    from verticals.news_monitor.alerts import AlertEngine, RulesConfig
+    from verticals.news_monitor.alerts import RulesConfig
     from verticals.news_monitor.feed import read_lines
-    from verticals.news_monitor.pipeline import Rejected, classify, decode
     from verticals.news_monitor.service import build_app
     from verticals.news_monitor.settings import NewsSettings, shared_dir
     from verticals.news_monitor.store import NewsStore
@@ -114,20 +114,13 @@ def news_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = Predictor.from_registry(TASK, registry=registry, batch_size=64)
     settings = NewsSettings(data_dir=root)
     store = NewsStore(settings.sqlalchemy_url("news_monitor"))
-    lines = read_lines(shared_dir() / "demo_headlines.jsonl")
-    items = [i for i in map(decode, lines) if not isinstance(i, Rejected)]
-    records, observations = classify(items, model)
-    engine = AlertEngine(RulesConfig.from_yaml(settings.rules_path), store.load_engine_state())
-    alerts = engine.process(observations)
-    labelled = [
-        (o, r["topic"]["label"], r["sentiment"]["label"])
-        for o, r in zip(observations, records, strict=True)
-    ]
-    store.save_batch(labelled, engine.export_state(), alerts)
+    rules = RulesConfig.from_yaml(settings.rules_path)
+    alerts = classify_into_store(
+        store, model, rules, read_lines(shared_dir() / "demo_headlines.jsonl")
+    )
     assert alerts, "the demo feed raised no alert"
     with LiveServer(build_app(settings, consume=False)) as server:
-        url = server.url
-        yield url
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +207,7 @@ def dashboard_url(
         support_tenants=[TENANT],
     )
     with LiveServer(build_app(settings, registry)) as server:
-        url = server.url
-        yield url
+        yield server.url
 
 
 def test_news_monitor_api(news_url: str) -> None:

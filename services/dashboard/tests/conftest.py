@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from verticals.news_monitor.testing import classify_into_store
 from verticals.serving.testing import LiveServer
 
 DASHBOARD_KEY = "test-dashboard-key"
@@ -48,27 +49,6 @@ def encoder() -> Any:
 
 
 # ---- news monitor ----------------------------------------------------------------------------
-def classify_into_store(store: Any, model: Any, rules: Any, lines: list[bytes]) -> list[Any]:
-    """The monitor's batch path without Kafka: decode, classify, alert engine, one transaction.
-    Returns the alerts raised."""
-    from verticals.news_monitor.alerts import AlertEngine
-    from verticals.news_monitor.pipeline import Rejected, classify, decode
-
-    items = [i for i in (decode(line) for line in lines) if not isinstance(i, Rejected)]
-    records, observations = classify(items, model)
-    engine = AlertEngine(rules, store.load_engine_state())
-    alerts = engine.process(observations)
-    store.save_batch(
-        [
-            (o, r["topic"]["label"], r["sentiment"]["label"])
-            for o, r in zip(observations, records, strict=True)
-        ],
-        engine.export_state(),
-        alerts,
-    )
-    return alerts
-
-
 @pytest.fixture(scope="session")
 def news_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from verticals.core.inference import Predictor

@@ -139,3 +139,23 @@ SMALL_RULES = RulesConfig.model_validate(
     }
 )
 """One share rule over 5-minute windows with a small minimum volume: spikes in a few dozen items."""
+
+
+def classify_into_store(
+    store: Any, model: Any, rules: RulesConfig, lines: list[bytes]
+) -> list[Any]:
+    """The monitor's batch path without Kafka: decode, classify, alert engine, one stored
+    transaction. Returns the alerts raised (tests that need a filled store and no broker)."""
+    from verticals.news_monitor.alerts import AlertEngine
+    from verticals.news_monitor.pipeline import Rejected, classify, decode
+
+    items = [i for i in (decode(line) for line in lines) if not isinstance(i, Rejected)]
+    records, observations = classify(items, model)
+    engine = AlertEngine(rules, store.load_engine_state())
+    alerts = engine.process(observations)
+    labelled = [
+        (o, r["topic"]["label"], r["sentiment"]["label"])
+        for o, r in zip(observations, records, strict=True)
+    ]
+    store.save_batch(labelled, engine.export_state(), alerts)
+    return alerts

@@ -441,24 +441,22 @@ class SupportBot:
     def chat_many(self, turns: Sequence[Turn]) -> list[Reply | Exception]:
         """Answer turns together: one encoder pass, one dense search per tenant and one
         transaction for every transcript. Each turn gets its reply or the error it raised."""
-        results: list[Reply | Exception] = [InputError("not answered")] * len(turns)
+        results: dict[int, Reply | Exception] = {}
         drafts: dict[int, _Draft] = {}
         for i, turn in enumerate(turns):
             try:
                 drafts[i] = self._draft(turn)
             except Exception as exc:  # a bad turn fails alone
                 results[i] = exc
-        if not drafts:
-            return results
-        try:
-            self._embed(list(drafts.values()))
-            self._find_candidates(list(drafts.values()))
-            for i, reply in zip(drafts, self._reply(list(drafts.values())), strict=True):
-                results[i] = reply
-        except Exception as exc:
-            for i in drafts:
-                results[i] = exc
-        return results
+        if drafts:
+            batch = list(drafts.values())
+            try:
+                self._embed(batch)
+                self._find_candidates(batch)
+                results.update(zip(drafts, self._reply(batch), strict=True))
+            except Exception as exc:
+                results.update((i, exc) for i in drafts)
+        return [results[i] for i in range(len(turns))]
 
     def _draft(self, turn: Turn) -> _Draft:
         self.require_tenant(turn.tenant)
