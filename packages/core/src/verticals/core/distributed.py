@@ -58,14 +58,25 @@ class Distributed:
         return np.fromiter(iter(sampler), dtype=np.int64)
 
     def wrap(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module:
-        """The model in ``DistributedDataParallel`` (gradients averaged over ranks)."""
+        """The model in ``DistributedDataParallel`` (gradients averaged over ranks).
+
+        DDP gets a process group of its own because it keeps its group alive past
+        ``destroy_process_group`` (seen with torch 2.13). A group left alive at exit may still
+        be freeing a collective's tensors on a worker thread while the interpreter shuts down,
+        which aborts the process ("terminate called without an active exception"). So the
+        default group, which carries the collectives that end training (:meth:`from_main`,
+        :meth:`gather`), is really destroyed when :func:`launch` ends, and DDP's last gradient
+        exchange is long finished by then."""
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(
-            model, device_ids=ids, find_unused_parameters=find_unused_parameters
+            model,
+            device_ids=ids,
+            find_unused_parameters=find_unused_parameters,
+            process_group=dist.new_group(backend=self.backend),
         )
 
     def syncing(self, net: nn.Module, sync: bool) -> AbstractContextManager[Any]:
