@@ -21,7 +21,8 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-from verticals.news_monitor.testing import classify_into_store
+from verticals.news_monitor import TASK
+from verticals.news_monitor.testing import demo_news
 from verticals.serving.testing import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -99,27 +100,11 @@ def encoder() -> Any:
 def news_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The news API over a store that the monitor's batch path filled from the demo feed with
     the shipped default model (no consumer, so no broker)."""
-    from verticals.core.inference import Predictor
-    from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor import TASK
-    from verticals.news_monitor.alerts import RulesConfig
-    from verticals.news_monitor.feed import read_lines
     from verticals.news_monitor.service import build_app
-    from verticals.news_monitor.settings import NewsSettings, shared_dir
-    from verticals.news_monitor.store import NewsStore
 
-    root = tmp_path_factory.mktemp("news")
-    registry = ModelRegistry(root / "registry")
-    registry.ensure(shared_dir() / "model")
-    model = Predictor.from_registry(TASK, registry=registry, batch_size=64)
-    settings = NewsSettings(data_dir=root)
-    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
-    rules = RulesConfig.from_yaml(settings.rules_path)
-    alerts = classify_into_store(
-        store, model, rules, read_lines(shared_dir() / "demo_headlines.jsonl")
-    )
-    assert alerts, "the demo feed raised no alert"
-    with LiveServer(build_app(settings, consume=False)) as server:
+    news = demo_news(tmp_path_factory.mktemp("news"))
+    assert news.alerts, "the demo feed raised no alert"
+    with LiveServer(build_app(news.settings, consume=False)) as server:
         yield server.url
 
 
@@ -226,7 +211,7 @@ def test_recommender_api(recommender_url: str) -> None:
 
 
 def test_dashboard_api(dashboard_url: str) -> None:
-    failures = run_schemathesis(dashboard_url, {"task": "news-sentiment-topic"})
+    failures = run_schemathesis(dashboard_url, {"task": TASK})
     assert not failures, "\n\n".join(failures)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from verticals.news_monitor.testing import classify_into_store
+from verticals.news_monitor import TASK
+from verticals.news_monitor.testing import demo_news
 from verticals.serving.testing import LiveServer
 
 DASHBOARD_KEY = "test-dashboard-key"
@@ -28,7 +29,6 @@ SUPPORT_KEY = "test-support-root-key"
 TENANT = "acme"
 FAQ_ENTRIES = 12
 CATALOG_ITEMS = 40
-NEWS_TASK = "news-sentiment-topic"
 
 
 @pytest.fixture(scope="session")
@@ -51,31 +51,12 @@ def encoder() -> Any:
 # ---- news monitor ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def news_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from verticals.core.inference import Predictor
-    from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor.alerts import RulesConfig
-    from verticals.news_monitor.feed import read_lines
     from verticals.news_monitor.service import build_app
-    from verticals.news_monitor.settings import NewsSettings, shared_dir
-    from verticals.news_monitor.store import NewsStore
 
-    root = tmp_path_factory.mktemp("news")
-    registry = ModelRegistry(root / "registry")
-    registry.ensure(shared_dir() / "model")
-    model = Predictor.from_registry(NEWS_TASK, registry=registry, batch_size=64)
-    settings = NewsSettings(data_dir=root)
-    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
-    rules = RulesConfig.from_yaml(settings.rules_path)
-    alerts = classify_into_store(
-        store, model, rules, read_lines(shared_dir() / "demo_headlines.jsonl")
-    )
-    assert any(a.key == "ticker:HLVB" for a in alerts), "the demo spike raised no alert"
-    with LiveServer(build_app(settings, consume=False)) as server:
-        yield {
-            "url": server.url,
-            "store": store,
-            "add": lambda lines: classify_into_store(store, model, rules, lines),
-        }
+    news = demo_news(tmp_path_factory.mktemp("news"))
+    assert any(a.key == "ticker:HLVB" for a in news.alerts), "the demo spike raised no alert"
+    with LiveServer(build_app(news.settings, consume=False)) as server:
+        yield {"url": server.url, "store": news.store, "add": news.add}
 
 
 # ---- support bot -----------------------------------------------------------------------------
@@ -181,8 +162,8 @@ def registry(tmp_path: Path) -> Any:
     reg = ModelRegistry(tmp_path / "registry")
     for _ in range(3):
         reg.import_version(shared_dir() / "model")
-    card = reg.card(NEWS_TASK, 3)
-    reg.update_card(NEWS_TASK, 3, metrics={**card["metrics"], "macro_f1": 0.5})
+    card = reg.card(TASK, 3)
+    reg.update_card(TASK, 3, metrics={**card["metrics"], "macro_f1": 0.5})
     return reg
 
 

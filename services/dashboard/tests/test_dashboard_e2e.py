@@ -9,9 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from verticals.news_monitor import TASK
 from verticals.serving.testing import chromium
-
-TASK = "news-sentiment-topic"
 
 
 def _later_headlines(store: Any, n: int) -> list[bytes]:

@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from verticals.news_monitor import TASK
+
 ADMIN = {"X-API-Key": "test-dashboard-key"}
-TASK = "news-sentiment-topic"
 
 
 def _task(client: TestClient) -> dict[str, Any]:

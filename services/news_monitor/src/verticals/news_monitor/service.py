@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -17,15 +17,19 @@ from verticals.news_monitor.metrics import MonitorMetrics
 from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.store import NewsStore
 
+if TYPE_CHECKING:
+    from verticals.core.registry import ModelRegistry
+
 log = logging.getLogger("verticals.news_monitor")
 
 
-def load_model(settings: NewsSettings) -> Any:
-    """The task's current model; the shipped default is imported into the registry first."""
+def load_model(settings: NewsSettings, registry: ModelRegistry | None = None) -> Any:
+    """The task's current model in ``registry`` (default: the configured one); the shipped
+    default is imported into it first."""
     from verticals.core.inference import Predictor
     from verticals.core.registry import ModelRegistry
 
-    registry = ModelRegistry.default()
+    registry = registry or ModelRegistry.default()
     if (settings.model_dir / "card.json").exists():
         registry.ensure(settings.model_dir)
     return Predictor.from_registry(TASK, registry=registry, batch_size=settings.max_batch)

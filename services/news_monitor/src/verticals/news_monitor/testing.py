@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,35 @@ def classify_into_store(
     ]
     store.save_batch(labelled, engine.export_state(), alerts)
     return alerts
+
+
+@dataclass(frozen=True)
+class DemoNews:
+    """A store filled from the demo feed (scripted HLVB spike) by the shipped default model."""
+
+    settings: NewsSettings
+    store: Any
+    alerts: list[Any]
+    add: Callable[[list[bytes]], list[Any]]
+    """Classify more published lines into the same store; returns the alerts they raise."""
+
+
+def demo_news(root: Path) -> DemoNews:
+    """The monitor's data under ``root`` without a broker: its API can serve it with
+    ``build_app(demo.settings, consume=False)``."""
+    from verticals.core.registry import ModelRegistry
+    from verticals.news_monitor.feed import read_lines
+    from verticals.news_monitor.service import load_model
+    from verticals.news_monitor.settings import shared_dir
+    from verticals.news_monitor.store import NewsStore
+
+    settings = NewsSettings(data_dir=root)
+    model = load_model(settings, ModelRegistry(root / "registry"))
+    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
+    rules = RulesConfig.from_yaml(settings.rules_path)
+
+    def add(lines: list[bytes]) -> list[Any]:
+        return classify_into_store(store, model, rules, lines)
+
+    alerts = add(read_lines(shared_dir() / "demo_headlines.jsonl"))
+    return DemoNews(settings, store, alerts, add)
