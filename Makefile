@@ -50,8 +50,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy packages/*/src services/*/src
 
+# Everything CI guards: contract runs, both Kafka brokers, one gated fine-tuning per service.
 test: setup setup-browser setup-postgres lint typecheck
-	VERTICALS_REQUIRE_BROWSER=1 VERTICALS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
+	VERTICALS_REQUIRE_BROWSER=1 VERTICALS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q --durations=15
 
 up: setup
 	$(BIN)/verticals up
@@ -59,8 +60,9 @@ up: setup
 down:
 	$(BIN)/verticals down
 
+# Only the tests marked `slow` (none is deselected by `make test`: this is a shortcut).
 test-slow: setup setup-browser setup-postgres
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow --durations=15
 
 # With `make up` running: publish the demo headlines; the scripted alert shows at /alerts.
 news-demo:
