@@ -79,7 +79,8 @@ class Caller:
 async def get_caller(
     request: Request, bot: Bot, key: str | None = Security(API_KEY_HEADER)
 ) -> Caller:
-    """Async (no thread hop): keys are checked against an in-memory cache after first use."""
+    """Async (no thread hop): a tenant key is looked up in the database at most every
+    ``KEY_CACHE_S`` (0.5 s), so a key revoked on any replica stops working here within it."""
     if not key:
         raise HTTPException(401, "missing X-API-Key")
     settings: SupportSettings = request.app.state.settings
