@@ -13,9 +13,18 @@ from html.parser import HTMLParser
 
 from verticals.core.data import DataError, parse_json_lines
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-PHONE = re.compile(r"(?<![\w])\+?\d[\d ()/.-]{6,}\d(?!\d)")
+DASHES = (
+    "\\-\u058a\u05be\u1400\u1806\u2010-\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030"
+    "\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead\u2212"
+)
+"""Every Unicode dash (category Pd) and the minus sign, as a character-class body."""
+SEPARATORS = rf"\s{DASHES}.\uff0e\u00ad\u200b-\u200d\u2060\ufeff"
+"""What may stand between the digits of a card or phone number: any Unicode space (``\\s``:
+no-break, thin, narrow no-break, figure, ideographic ...), any dash, dots and the invisible
+soft hyphen, zero-width spaces and joiners."""
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+[@\uff20][\w-]+(?:\.[\w-]+)+")  # one try per run
+CARD = re.compile(rf"(?<!\d)(?:\d[{SEPARATORS}]{{0,3}}){{12,18}}\d(?!\d)")
+PHONE = re.compile(rf"(?<![\w])[+\uff0b]?\d[\d()/{SEPARATORS}]{{6,}}\d(?!\d)")
 ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#-]{0,127}$")
 
 
@@ -30,7 +39,8 @@ def _luhn(digits: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """Replace e-mail addresses, card numbers (Luhn-valid) and phone numbers."""
+    """Replace e-mail addresses, card numbers (Luhn-valid) and phone numbers, whatever Unicode
+    spaces, dashes or digits they are written with."""
 
     def card(match: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", match.group())
