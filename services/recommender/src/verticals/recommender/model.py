@@ -60,9 +60,11 @@ class UserState:
     vector_sum: np.ndarray | None = None
     weight: float = 0.0
     t_ref: float = -math.inf
-    recent: list[int] = field(default_factory=list)
-    """Last distinct item keys, most recent last."""
+    recent: dict[int, None] = field(default_factory=dict)
+    """The last ``window`` distinct item keys, most recent last: an ordered set (a dict's
+    insertion order) where a revisited item moves to the end and the oldest drops out."""
     seen: set[int] = field(default_factory=set)
+    """Every item the user touched (``recent`` is its most recent tail)."""
     purchased: set[int] = field(default_factory=set)
     events: int = 0
 
@@ -153,19 +155,22 @@ class InteractionModel:
         if key not in user.seen:
             user.seen.add(key)
             self.item_users[key] += 1
-            for other in user.recent[-self.window :]:
+            for other in user.recent:
                 row = self.cooc.setdefault(other, {})
                 row[key] = row.get(key, 0.0) + 1.0
                 row = self.cooc.setdefault(key, {})
                 row[other] = row.get(other, 0.0) + 1.0
                 self._arrays.pop(other, None)
                 self._arrays.pop(key, None)
-            user.recent.append(key)
-            if len(user.recent) > 4 * self.window:
-                del user.recent[: -self.window]
-        elif user.recent and user.recent[-1] != key:
-            user.recent.remove(key)
-            user.recent.append(key)
+        self._touch(user, key)
+
+    def _touch(self, user: UserState, key: int) -> None:
+        """Make ``key`` the user's most recent item (an item dropped from ``recent`` long ago
+        comes back too), keeping at most ``window`` items."""
+        user.recent.pop(key, None)
+        user.recent[key] = None
+        while len(user.recent) > self.window:
+            del user.recent[next(iter(user.recent))]
 
     def ingest_many(self, events: Iterable[tuple[str, int, str, float]]) -> None:
         for user_id, key, event_type, ts in events:
@@ -242,4 +247,4 @@ class InteractionModel:
         return CoScores(unique, np.bincount(inverse, weights=all_values, minlength=len(unique)))
 
     def user_seeds(self, user: UserState) -> list[int]:
-        return user.recent[-self.window :]
+        return list(user.recent)

@@ -21,6 +21,7 @@ from verticals.recommender.schemas import EventIn, ItemIn
 from verticals.recommender.scoring import Ranked, recommend_for_user, similar_items
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights
 from verticals.recommender.store import Store, row_to_dict
+from verticals.recommender.tower import TowerServing, load_tower
 
 log = logging.getLogger("verticals.recommender")
 ENCODE_BATCH = 512
@@ -52,7 +53,9 @@ class Recommender:
         settings: RecommenderSettings,
         encoder: Any = None,
         encoder_factory: Callable[[RecommenderSettings], Any] = load_encoder,
+        tower: Any = None,
     ) -> None:
+        """``tower``: a user tower to serve (default: the promoted one, if any)."""
         self.settings = settings
         self.encoder = encoder if encoder is not None else encoder_factory(settings)
         self.store = Store(settings.sqlalchemy_url("recommender"))
@@ -63,7 +66,9 @@ class Recommender:
         self.meta = ItemMeta()
         self.model = self._new_model()
         self.lock = threading.RLock()
+        self.tower: TowerServing | None = None
         self.load()
+        self.use_tower(tower if tower is not None else load_tower(settings))
 
     def _new_model(self) -> InteractionModel:
         s = self.settings
@@ -97,11 +102,7 @@ class Recommender:
         if stale:
             self._reencode(stale)
         self.index.rebuild()
-        for events in self.store.iter_events():
-            for user_id, item_id, event_type, ts in events:
-                key = self.meta.key_of.get(item_id)
-                if key is not None:
-                    self.model.ingest(user_id, key, event_type, ts)
+        skipped = self._replay()
         log.info(
             "loaded",
             extra={
@@ -110,10 +111,56 @@ class Recommender:
                     "users": len(self.model.users),
                     "index": self.index.kind,
                     "reencoded": len(stale),
+                    "skipped_events": skipped,
                     "seconds": round(time.perf_counter() - started, 2),
                 }
             },
         )
+
+    def _replay(self) -> int:
+        """Rebuild the interaction model from the event log; returns how many stored events
+        were skipped. A stored event never stops a start: one timed too far in the future
+        (written by an older version) or one the model cannot apply is logged and skipped."""
+        self.model = self._new_model()
+        latest = time.time() + self.settings.max_event_skew_s
+        skipped = 0
+        for events in self.store.iter_events():
+            for user_id, item_id, event_type, ts in events:
+                key = self.meta.key_of.get(item_id)
+                if key is None:
+                    continue  # the item was deleted
+                if not ts <= latest:
+                    skipped += 1
+                    log.warning(
+                        "skipping stored event %s/%s at ts=%s: in the future", user_id, item_id, ts
+                    )
+                    continue
+                try:
+                    self.model.ingest(user_id, key, event_type, ts)
+                except Exception:
+                    skipped += 1
+                    log.exception("skipping stored event %s/%s at ts=%s", user_id, item_id, ts)
+        return skipped
+
+    def use_tower(self, tower: Any) -> None:
+        """Serve ``tower`` (None: the old scorer): its item vectors for the whole catalog, and
+        each user's latest items from the event log."""
+        if tower is None:
+            self.tower = None
+            return
+        serving = TowerServing(tower, self.settings)
+        keys = self.index.table.keys()
+        for start in range(0, len(keys), 20_000):
+            chunk = keys[start : start + 20_000]
+            ids = [str(self.meta.ids[k]) for k in chunk.tolist()]
+            serving.set_items(chunk, self.index.table.data[chunk], ids)
+        for events in self.store.iter_events():
+            for user_id, item_id, _, _ in events:
+                key = self.meta.key_of.get(item_id)
+                if key is not None:
+                    serving.observe(user_id, key)
+        with self.lock:
+            self.tower = serving
 
     def _reencode(self, keys: list[int]) -> None:
         log.info("re-encoding %d items for encoder %s", len(keys), self.model_version)
@@ -152,6 +199,8 @@ class Recommender:
                 )
             key_array = np.array([keys[it.id] for it in items], dtype=np.int64)
             self.index.upsert(key_array, vectors)
+            if self.tower is not None:
+                self.tower.set_items(key_array, vectors, [it.id for it in items])
             for it, key in zip(items, key_array, strict=True):
                 self.meta.set(int(key), it.id, it.title, it.category, it.price, it.in_stock)
         return created, len(items) - created
@@ -167,6 +216,8 @@ class Recommender:
                 for key in keys.values():
                     self.meta.remove(key)
                 self.model.forget_items(keys.values())
+                if self.tower is not None:
+                    self.tower.remove_items(np.array(list(keys.values()), dtype=np.int64))
         return len(keys), missing
 
     def get_item(self, item_id: str) -> dict[str, Any]:
@@ -190,6 +241,14 @@ class Recommender:
                 f"batch of {len(events)} events is over the limit of {self.settings.max_batch}", 413
             )
         now = datetime.now(UTC).timestamp()
+        skew = self.settings.max_event_skew_s
+        for e in events:
+            if e.timestamp is not None and e.timestamp.timestamp() > now + skew:
+                raise RecommenderError(
+                    f"event timestamp {e.timestamp.isoformat()} is more than {skew:g} s ahead "
+                    f"of the server clock ({datetime.fromtimestamp(now, UTC).isoformat()}); "
+                    "send the time the event happened, or none for the time of receipt"
+                )
         with self.lock:
             unknown = sorted({e.item_id for e in events if e.item_id not in self.meta.key_of})
             if unknown:
@@ -205,10 +264,19 @@ class Recommender:
             ]
             with self.store.session() as session:
                 self.store.add_events(session, rows)
-            for row in sorted(rows, key=lambda r: r["ts"]):
-                self.model.ingest(
-                    row["user_id"], self.meta.key_of[row["item_id"]], row["type"], row["ts"]
-                )
+            # Committed: from here on the request succeeds. Should the in-memory update fail,
+            # the model is rebuilt from the log (which holds these events) instead.
+            try:
+                for row in sorted(rows, key=lambda r: r["ts"]):
+                    self.model.ingest(
+                        row["user_id"], self.meta.key_of[row["item_id"]], row["type"], row["ts"]
+                    )
+            except Exception:
+                log.exception("applying committed events failed; rebuilding from the log")
+                self._replay()
+            if self.tower is not None:
+                for row in sorted(rows, key=lambda r: r["ts"]):
+                    self.tower.observe(row["user_id"], self.meta.key_of[row["item_id"]])
         return len(rows)
 
     # ---- recommendations -----------------------------------------------------------------
@@ -244,6 +312,9 @@ class Recommender:
         name, weights = self.variant(user_id)
         query_vector = self.encoder.encode([query])[0] if query else None
         with self.lock:
+            ranked = self._tower_ranking(user_id, name, filters, k, query_vector is None)
+            if ranked is not None:
+                return name, ranked
             ranked = recommend_for_user(
                 self.model,
                 self.index,
@@ -256,6 +327,20 @@ class Recommender:
                 query_vector,
             )
         return name, ranked
+
+    def _tower_ranking(
+        self, user_id: str, variant: str, filters: Filters, k: int, no_query: bool
+    ) -> Ranked | None:
+        """The tower's ranking for variant A users with history (None: use the old scorer)."""
+        user = self.model.users.get(user_id)
+        if self.tower is None or variant != "A" or not no_query or user is None:
+            return None
+        excluded = (user.seen if filters.exclude_seen else set()) | (
+            user.purchased if filters.exclude_purchased else set()
+        )
+        return self.tower.recommend(
+            self.model, self.meta, user_id, user, filters, excluded, k, self.settings.candidates
+        )
 
     def similar(self, item_id: str, k: int, filters: Filters) -> Ranked:
         self._check_k(k)
@@ -297,6 +382,7 @@ class Recommender:
             "users": len(self.model.users),
             "index": self.index.kind,
             "model_version": self.model_version,
+            "tower": self.tower.version if self.tower is not None else None,
         }
 
     def close(self) -> None:

@@ -55,13 +55,21 @@ class RecommenderSettings(ServiceSettings):
     max_batch: int = Field(1000, gt=0)
     """Largest number of items or events accepted in one request."""
     max_k: int = Field(100, gt=0)
+    max_event_skew_s: float = Field(300.0, ge=0)
+    """Events timed more than this many seconds after their receipt are rejected (and skipped
+    when an older log holds some), so a far-future event cannot erase real popularity."""
     exclude_purchased: bool = True
-    exclude_seen: bool = False
+    exclude_seen: bool = True
+    """Leave out every item the user had any event on (views too), not only purchases."""
     variant_a: ScorerWeights = ScorerWeights()
     variant_b: ScorerWeights = ScorerWeights(text=1.0, popularity=0.1, cooccurrence=0.0)
     """The challenger: content-only (text and a little popularity, no co-occurrence)."""
     variant_b_share: float = Field(0.5, ge=0, le=1)
     """Share of users (by a hash of their id) served by variant B; 0 switches the test off."""
     ab_salt: str = "ab-1"
+    tower_task: str = "recommender-tower"
+    """Registry task of the learnt user tower; served (variant A) once a version is promoted."""
+    tower_weights: ScorerWeights = ScorerWeights(text=1.0, popularity=0.05, cooccurrence=0.25)
+    """Blend with the tower: ``text`` weighs the tower's score (tuned on MovieLens validation)."""
     sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"
     """Loaded by ``verticals recommend up`` when the catalog is empty."""
