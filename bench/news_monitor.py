@@ -1,7 +1,8 @@
 """make bench-news: throughput and latency of the news monitor on the real embedded broker.
 
 Side by side in one run, on the same machine and headlines (the demo feed's titles, made unique):
-- model_only: the default model's Predictor on batches of the consumer's batch size, no Kafka;
+- model_only: the default model's Predictor on batches of the consumer's batch size, no Kafka,
+  in the form the monitor runs (``model_form``: int8 ONNX by default) and in the other form;
 - e2e: produce N to the input topic, the monitor consumes, classifies (one pass per batch),
   emits enriched records, updates alert windows, stores them and commits; N / wall time from
   the first publish to the last output;
@@ -37,6 +38,7 @@ LATENCY_SECONDS = float(os.environ.get("BENCH_NEWS_LATENCY_SECONDS", "20"))
 BATCH = int(os.environ.get("BENCH_NEWS_BATCH", "64"))
 ROUNDS = int(os.environ.get("BENCH_NEWS_ROUNDS", "5"))
 OUT = Path(__file__).parent / "results" / "news_monitor.json"
+FORM_NAMES = {"torch": "fp32 (torch, LoRA merged)", "onnx-int8": "int8 (ONNX Runtime, dynamic)"}
 
 
 def items(n: int, tag: str) -> list[bytes]:
@@ -212,15 +214,21 @@ def main() -> None:
     from verticals.core.inference import Predictor
     from verticals.core.registry import ModelRegistry
     from verticals.news_monitor import TASK
-    from verticals.news_monitor.settings import shared_dir
+    from verticals.news_monitor.service import model_form
+    from verticals.news_monitor.settings import NewsSettings, shared_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         registry = ModelRegistry(data_dir / "registry")
         registry.ensure(shared_dir() / "model")
-        model = Predictor.from_registry(TASK, registry=registry, batch_size=BATCH)
+        # the form the monitor runs (VERTICALS_NEWS_MODEL_FORM, default auto: the card decides)
+        form = model_form(NewsSettings().model_form, registry.card(TASK))
+        other = "torch" if form == "onnx-int8" else "onnx-int8"
+        model = Predictor.from_registry(TASK, registry=registry, batch_size=BATCH, form=form)
+        other_model = Predictor.from_registry(TASK, registry=registry, batch_size=BATCH, form=other)
         texts = [json.loads(x)["title"] for x in items(N, "m")]
         load_before = os.getloadavg()
+        other_runs = [bench_model_only(other_model, texts)]
         # model-only and e2e alternate (model, e2e, model, e2e, ..., model) so both sides see
         # the same machine; each e2e run is compared with the mean of the model-only runs
         # around it, and the median of those ratios is reported. Every Kafka phase gets a fresh
@@ -236,6 +244,9 @@ def main() -> None:
         e2e, ratio = e2e_runs[middle], ratios[middle]
         model_only = float(np.mean(model_runs[middle : middle + 2]))
         main_thread = bench_model_only(model, texts, in_thread=False)
+        other_runs.append(bench_model_only(other_model, texts))
+        forms = {form: model_only, other: float(np.mean(other_runs))}
+        print(f"model only by form: {forms}", file=sys.stderr)
         print(f"model only: {model_runs} msgs/s; e2e: {e2e_runs} msgs/s", file=sys.stderr)
         with fresh_broker(data_dir / "broker-latency") as bootstrap:
             latency = bench_latency(bootstrap, model, data_dir, e2e / 2)
@@ -263,12 +274,16 @@ def main() -> None:
         "e2e_runs_msgs_per_s": [round(x, 1) for x in e2e_runs],
         "e2e_ratio_runs": [round(x, 3) for x in ratios],
         "model_only_main_thread_msgs_per_s": round(main_thread, 1),
+        "model_form": FORM_NAMES[form],
+        "model_only_by_form_msgs_per_s": {FORM_NAMES[k]: round(v, 1) for k, v in forms.items()},
         "speedup_vs_naive": round(e2e / naive, 2),
         "latency": latency,
         "targets": {"e2e_ratio": ">= 0.9", "p99_latency_ms": "< 1000 at half max load"},
         "protocol": {
             "model": model.version,
-            "model_form": "torch fp32 (LoRA adapter merged at load), CPU",
+            "model_form": f"{FORM_NAMES[form]} for model_only, e2e and latency (the form the "
+            "monitor runs: VERTICALS_NEWS_MODEL_FORM, default auto = the card's real-data "
+            "measurement decides); the other form model-only, before and after the rest",
             "broker": "noida-db 0.2.3 embedded, 127.0.0.1, topics with 3 partitions; a fresh "
             "broker for every e2e run, the latency run and the naive run",
             "client": "kafka-python 3.0.12",

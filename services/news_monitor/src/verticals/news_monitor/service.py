@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -18,6 +20,7 @@ from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.store import NewsStore
 
 if TYPE_CHECKING:
+    from verticals.core.inference import Form
     from verticals.core.registry import ModelRegistry
 
 log = logging.getLogger("verticals.news_monitor")
@@ -31,8 +34,42 @@ def load_model(settings: NewsSettings, registry: ModelRegistry | None = None) ->
 
     registry = registry or ModelRegistry.default()
     if (settings.model_dir / "card.json").exists():
-        registry.ensure(settings.model_dir)
-    return Predictor.from_registry(TASK, registry=registry, batch_size=settings.max_batch)
+        ensure_shipped(registry, settings.model_dir)
+    form = model_form(settings.model_form, registry.card(TASK))
+    log.info("news model %s in form %s", registry.current_version(TASK), form)
+    return Predictor.from_registry(
+        TASK, registry=registry, batch_size=settings.max_batch, form=form
+    )
+
+
+def ensure_shipped(registry: ModelRegistry, model_dir: Path) -> int:
+    """Import the shipped default when the task has no model, and again when the checkout ships
+    a newer default than the current version, as long as that current version is itself an
+    imported default (a model the user trained and promoted is never replaced)."""
+    current = registry.current_version(TASK)
+    if current is None:
+        return registry.ensure(model_dir)
+    shipped = json.loads((model_dir / "card.json").read_text())
+    card = registry.card(TASK)
+    known = {c.get("created_at") for c in registry.cards(TASK)}
+    if not card.get("imported_from") or shipped.get("created_at") in known:
+        return current
+    version = registry.import_version(model_dir, first_becomes_current=False)
+    registry.promote(TASK, version, force=True)
+    log.info("news model: the shipped default replaced v%s by v%s", current, version)
+    return version
+
+
+INT8_MAX_LOSS_POINTS = 1.0
+
+
+def model_form(setting: str, card: dict[str, Any]) -> Form:
+    """The core's form for a setting; ``auto`` trusts the card's real-data measurement of the
+    int8 form (``bench/news_model.py --record``) and falls back to fp32 without one."""
+    if setting == "auto":
+        loss = card.get("real_eval", {}).get("int8_macro_f1_loss_points")
+        setting = "int8" if loss is not None and loss < INT8_MAX_LOSS_POINTS else "fp32"
+    return "onnx-int8" if setting == "int8" else "torch"
 
 
 def build_monitor(

@@ -50,9 +50,18 @@ class NewsSettings(ServiceSettings):
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     request_timeout_ms: int = Field(30_000, ge=1000)
     lag_interval_s: float = Field(5.0, gt=0)
+    max_event_skew_s: float = Field(300.0, ge=0)
+    """Items published more than this many seconds after their receipt are dead-lettered
+    (``future_timestamp``): they would move the watermark past every real window."""
+    dlq_max_bytes: int = Field(1_000_000, ge=16_384)
+    """A dead letter (value, key and headers) larger than this is sent truncated, with headers
+    ``truncated`` and ``original_size``: keep it under the producer's 1 MiB request limit."""
 
     model_dir: Path = Field(default_factory=lambda: shared_dir() / "model")
     """Shipped default model, imported into the registry on start when the task has none."""
+    model_form: Literal["auto", "int8", "fp32"] = "auto"
+    """The form the monitor runs: the core's int8 ONNX, torch fp32, or ``auto``: int8 when the
+    model card's real-data evaluation (``real_eval``) records < 1 point macro-F1 loss to fp32."""
     rules_path: Path = Field(default_factory=lambda: shared_dir() / "alert_rules.yaml")
     webhook_urls: list[str] = Field(default_factory=list)
     webhook_max_attempts: int = Field(5, ge=1)
