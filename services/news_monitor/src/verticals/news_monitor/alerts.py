@@ -336,6 +336,35 @@ class AlertEngine:
         for item in [i for i, b in self.seen.items() if b <= horizon - widest]:
             del self.seen[item]
 
+    def clamp_future(self, limit: float, fallback: float | None) -> int:
+        """Undo event times beyond ``limit`` that an older version let into the stored state
+        (a year-9999 item held the watermark, and with it every window end, far ahead, so no
+        alert could fire again): such a source's mark drops to ``fallback`` (the latest stored
+        event time within the limit; the source is forgotten without one), window ends and
+        cool-downs return to what the corrected watermark allows. Returns how many were fixed."""
+        fixed = 0
+        for source, ts in list(self.source_max.items()):
+            if ts > limit:
+                fixed += 1
+                if fallback is None:
+                    del self.source_max[source]
+                else:
+                    self.source_max[source] = fallback
+        if self.max_event_ts is not None and self.max_event_ts > limit:
+            fixed += 1
+            self.max_event_ts = max(self.source_max.values(), default=None)
+        possible = self.bucket_of(limit - self.config.allowed_lateness_seconds) - 1
+        closed = min(possible, self.closed_bucket if self.closed_bucket is not None else possible)
+        cooldowns = {r.name: r.cooldown_seconds // self.bucket_s for r in self.config.rules}
+        for (rule, key), state in self.states.items():
+            cooldown = cooldowns.get(rule, 0)
+            if state.last_end > possible or state.cooldown_until > possible + 1 + cooldown:
+                fixed += 1
+                state.last_end = min(state.last_end, closed)
+                state.cooldown_until = min(state.cooldown_until, closed + 1 + cooldown)
+                self.dirty.add((rule, key))
+        return fixed
+
     def retention_start(self) -> float | None:
         """Event time from which observations must be replayed to rebuild the windows."""
         closed = self.closed_bucket

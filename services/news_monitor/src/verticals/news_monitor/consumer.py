@@ -40,6 +40,13 @@ produce request per partition. With kafka-python's defaults (5 ms, 16 KB) the se
 woken about 15 times per batch of 64 enriched records."""
 
 
+DLQ_RECORD_OVERHEAD = 128
+"""Bytes a record's framing adds to its key, value and headers (an upper bound)."""
+DLQ_MAX_KEY_BYTES = 1024
+DLQ_FALLBACK_BYTES = 16_384
+"""A dead letter the producer or broker still refuses as too large is resent cut to this."""
+
+
 @dataclass
 class Prepared:
     """A classified batch waiting to be emitted."""
@@ -116,15 +123,56 @@ def make_consumer(settings: NewsSettings, client_id: str | None = None) -> Any:
     )
 
 
-def load_engine(rules: RulesConfig, store: NewsStore) -> AlertEngine:
-    """The alert engine as it was after the last stored batch (state + replayed windows)."""
+def load_engine(
+    rules: RulesConfig, store: NewsStore, max_event_ts: float | None = None
+) -> AlertEngine:
+    """The alert engine as it was after the last stored batch (state + replayed windows).
+
+    Event times after ``max_event_ts`` (stored by an older version that let far-future items
+    in) are clamped out of the state and skipped in the replay, so a start always recovers."""
     engine = AlertEngine(rules, store.load_engine_state())
+    if max_event_ts is not None:
+        fixed = engine.clamp_future(max_event_ts, store.latest_event_ts(max_event_ts))
+        if fixed:
+            log.warning("clamped %d far-future marks out of the stored window state", fixed)
     start = engine.retention_start()
     if start is not None:
         for obs in store.observations_since(start):
-            engine.add(obs, update_watermark=False)
+            if max_event_ts is None or obs.event_ts <= max_event_ts:
+                engine.add(obs, update_watermark=False)
     engine.late = 0
     return engine
+
+
+def dead_letter(
+    msg: Any, rejected: Rejected, max_bytes: int
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead-letter copy of ``msg``: (key, value, headers) with the reason. One that would
+    not fit in ``max_bytes`` is cut to fit, with headers ``truncated`` and ``original_size``
+    (and ``original_key_size`` for a cut key), so a poison record never blocks its partition."""
+    value: bytes = msg.value or b""
+    key: bytes | None = msg.key
+    headers = [
+        ("error", rejected.error.encode()),
+        ("error_reason", rejected.reason.encode("utf-8", "replace")[:1000]),
+        ("source_topic", msg.topic.encode()),
+        ("source_partition", str(msg.partition).encode()),
+        ("source_offset", str(msg.offset).encode()),
+        ("failed_at", datetime.now(UTC).isoformat().encode()),
+        ("original_size", str(len(value)).encode()),
+    ]
+
+    def size() -> int:
+        extra = sum(len(k) + len(v) + 8 for k, v in headers)
+        return len(value) + len(key or b"") + extra + DLQ_RECORD_OVERHEAD
+
+    if size() > max_bytes:
+        headers.append(("truncated", b"true"))
+        if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+            headers.append(("original_key_size", str(len(key)).encode()))
+            key = key[:DLQ_MAX_KEY_BYTES]
+        value = value[: max(len(value) - (size() - max_bytes), 0)]
+    return key, value, headers
 
 
 class NewsMonitor:
@@ -151,7 +199,7 @@ class NewsMonitor:
             settings.webhook_backoff_s,
             settings.webhook_timeout_s,
         )
-        self.engine = load_engine(rules, store)
+        self.engine = load_engine(rules, store, self.latest_event_ts())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="news-emit")
@@ -167,6 +215,10 @@ class NewsMonitor:
             "last_error": None,
         }
         self._last_lag = 0.0
+
+    def latest_event_ts(self) -> float:
+        """The latest event time accepted now (the clock plus the allowed skew)."""
+        return time.time() + self.settings.max_event_skew_s
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -283,10 +335,19 @@ class NewsMonitor:
         self.metrics.batch_size.observe(len(messages))
         rejected: list[tuple[Any, Rejected]] = []
         good: list[tuple[Any, Any]] = []
+        received = time.time()
+        latest = received + self.settings.max_event_skew_s
         for msg in messages:
             item = decode(msg.value)
             if isinstance(item, Rejected):
                 rejected.append((msg, item))
+            elif item.published_at.timestamp() > latest:
+                reason = (
+                    f"published_at {item.published_at.isoformat()} is more than "
+                    f"{self.settings.max_event_skew_s:g} s ahead of the receive time "
+                    f"{datetime.fromtimestamp(received, UTC).isoformat()}"
+                )
+                rejected.append((msg, Rejected("future_timestamp", reason)))
             else:
                 good.append((msg, item))
         records, observations = classify(
@@ -299,7 +360,8 @@ class NewsMonitor:
     def emit(self, batch: Prepared) -> None:
         """Publish outputs and dead letters, update windows, store, publish alerts; returns
         once everything is flushed (the offsets may then be committed)."""
-        futures = [self._dead_letter(msg, why) for msg, why in batch.rejected]
+        dead = [(msg, why, self._dead_letter(msg, why)) for msg, why in batch.rejected]
+        futures: list[Any] = []
         for (msg, item), record in zip(batch.good, batch.records, strict=True):
             record["source_partition"] = msg.partition
             record["source_offset"] = msg.offset
@@ -342,6 +404,7 @@ class NewsMonitor:
                 )
             )
         self.producer.flush(timeout=self.settings.request_timeout_ms / 1000)
+        futures += self._resend_too_large(dead)
         failed = [f.exception for f in futures if not f.is_done or f.failed()]
         if failed:
             raise RuntimeError(f"{len(failed)} sends failed, e.g. {failed[0]}")
@@ -358,19 +421,41 @@ class NewsMonitor:
         self.status["batches"] += 1
         self.status["last_batch_at"] = datetime.now(UTC).isoformat()
 
-    def _dead_letter(self, msg: Any, rejected: Rejected) -> Any:
-        self.metrics.dead_lettered.labels(rejected.error).inc()
-        headers = [
-            ("error", rejected.error.encode()),
-            ("error_reason", rejected.reason.encode("utf-8", "replace")[:1000]),
-            ("source_topic", msg.topic.encode()),
-            ("source_partition", str(msg.partition).encode()),
-            ("source_offset", str(msg.offset).encode()),
-            ("failed_at", datetime.now(UTC).isoformat().encode()),
-        ]
-        return self.producer.send(
-            self.settings.dlq_topic, key=msg.key, value=msg.value or b"", headers=headers
-        )
+    def _dead_letter(self, msg: Any, rejected: Rejected, max_bytes: int | None = None) -> Any:
+        from kafka.errors import MessageSizeTooLargeError
+
+        if max_bytes is None:
+            self.metrics.dead_lettered.labels(rejected.error).inc()
+        key, value, headers = dead_letter(msg, rejected, max_bytes or self.settings.dlq_max_bytes)
+        try:
+            return self.producer.send(
+                self.settings.dlq_topic, key=key, value=value, headers=headers
+            )
+        except MessageSizeTooLargeError:  # over the producer's max_request_size after all
+            if max_bytes == DLQ_FALLBACK_BYTES:
+                raise
+            return self._dead_letter(msg, rejected, DLQ_FALLBACK_BYTES)
+
+    def _resend_too_large(self, dead: list[tuple[Any, Rejected, Any]]) -> list[Any]:
+        """Every dead letter's future, after resending, cut small, those the broker refused as
+        too large (its topic may allow less than the producer sends)."""
+        from kafka.errors import MessageSizeTooLargeError
+
+        futures, again = [], []
+        for msg, why, future in dead:
+            if future.is_done and isinstance(future.exception, MessageSizeTooLargeError):
+                log.warning(
+                    "dead letter of %s/%d@%d too large for the broker: resent cut",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                )
+                again.append(self._dead_letter(msg, why, DLQ_FALLBACK_BYTES))
+            else:
+                futures.append(future)
+        if again:
+            self.producer.flush(timeout=self.settings.request_timeout_ms / 1000)
+        return futures + again
 
     # ---- offsets ----------------------------------------------------------------------------
 
@@ -408,7 +493,7 @@ class NewsMonitor:
             if tp in assigned and (tp.topic, tp.partition) not in (skip or set()):
                 self.consumer.seek(tp, offset)
         if reload:
-            self.engine = load_engine(self.rules, self.store)
+            self.engine = load_engine(self.rules, self.store, self.latest_event_ts())
             self._stop.wait(1.0)
 
     def _update_lag(self) -> None:

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, Text, select, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from verticals.news_monitor.alerts import Observation
@@ -159,6 +159,14 @@ class NewsStore:
             else:
                 state["keys"].append([row.rule, row.key, json.loads(row.state)])
         return state
+
+    def latest_event_ts(self, limit: float) -> float | None:
+        """The latest stored event time not after ``limit``."""
+        with self.db.session() as s:
+            latest = s.scalar(
+                select(func.max(ObservationRow.event_ts)).where(ObservationRow.event_ts <= limit)
+            )
+        return None if latest is None else float(latest)
 
     def observations_since(self, ts: float) -> list[Observation]:
         with self.db.session() as s:
