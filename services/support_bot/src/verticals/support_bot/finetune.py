@@ -134,7 +134,7 @@ def train_intent(
         ),
     )
     outcome = run_training(config, registry, show_progress=False)
-    bot._intents.pop(tenant, None)
+    bot.conversations.forget_intent(tenant)
     return {
         "task": outcome.task,
         "version": outcome.version,

@@ -1,0 +1,121 @@
+"""Retrieval: dense (FAISS) and BM25 candidates fused by weighted reciprocal rank fusion, each
+with its cosine similarity to the query and a softmax probability over the top five."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from verticals.support_bot.index import TenantIndex, rrf
+from verticals.support_bot.knowledge import Knowledge
+from verticals.support_bot.settings import SupportSettings
+from verticals.support_bot.text import EntryIn
+
+Mode = Literal["hybrid", "dense", "bm25"]
+
+
+@dataclass
+class Candidate:
+    pk: int
+    entry: EntryIn
+    fused: float
+    cosine: float
+    prob: float = 0.0
+
+    def citation(self) -> dict[str, str]:
+        return {
+            "id": self.entry.id,
+            "title": self.entry.title,
+            "heading": self.entry.heading,
+            "url": self.entry.url,
+        }
+
+
+def softmax_probs(candidates: list[Candidate], temperature: float) -> None:
+    """Set ``prob`` of the top five: softmax of cosine / temperature."""
+    top = candidates[:5]
+    if not top:
+        return
+    z = np.array([c.cosine for c in top]) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    for c, value in zip(top, p, strict=True):
+        c.prob = float(value)
+
+
+class Retriever:
+    def __init__(self, settings: SupportSettings, encoder: Any, knowledge: Knowledge) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.knowledge = knowledge
+
+    def retrieve(
+        self,
+        tenant: str,
+        query: str,
+        mode: Mode = "hybrid",
+        k: int | None = None,
+        vector: np.ndarray | None = None,
+        boost_category: str | None = None,
+    ) -> list[Candidate]:
+        """Fused candidates, best first, each with its cosine similarity to the query."""
+        index = self.knowledge.index(tenant)
+        k = k or self.settings.candidates
+        qvec = vector if vector is not None else self.encoder.encode([query])[0]
+        dense = index.dense_many(qvec.reshape(1, -1), k)[0] if mode != "bm25" else []
+        return self.fuse(index, query, qvec, dense, mode, k, boost_category)
+
+    def retrieve_many(
+        self,
+        tenant: str,
+        queries: Sequence[str],
+        vectors: np.ndarray,
+        boosts: Sequence[str | None],
+    ) -> list[list[Candidate]]:
+        """Hybrid candidates for several queries of one tenant: one dense search for all."""
+        k = self.settings.candidates
+        index = self.knowledge.index(tenant)
+        dense = index.dense_many(vectors, k)
+        return [
+            self.fuse(index, q, v, hits, "hybrid", k, boost)
+            for q, v, hits, boost in zip(queries, vectors, dense, boosts, strict=True)
+        ]
+
+    def fuse(
+        self,
+        index: TenantIndex,
+        query: str,
+        qvec: np.ndarray,
+        dense: list[tuple[int, float]],
+        mode: Mode,
+        k: int,
+        boost_category: str | None,
+    ) -> list[Candidate]:
+        """BM25 for ``query``, fused with the ``dense`` hits; cosines for every candidate."""
+        sparse = index.sparse(query, k) if mode != "dense" else []
+        fused = rrf(
+            [[p for p, _ in dense], [p for p, _ in sparse]],
+            self.settings.rrf_k,
+            [self.settings.dense_weight, self.settings.bm25_weight],
+        )
+        if boost_category:
+            bonus = self.settings.intent_weight / (self.settings.rrf_k + 1)
+            fused = sorted(
+                (
+                    (pk, s + (bonus if index.entries[pk].category == boost_category else 0.0))
+                    for pk, s in fused
+                    if pk in index.entries
+                ),
+                key=lambda kv: -kv[1],
+            )
+        fused = [(pk, s) for pk, s in fused if pk in index.entries][:k]
+        cosines = dict(dense)
+        missing = [pk for pk, _ in fused if pk not in cosines]
+        if missing:
+            cosines.update(zip(missing, index.cosines(missing, qvec), strict=True))
+        out = [Candidate(pk, index.entries[pk], s, float(cosines[pk])) for pk, s in fused]
+        softmax_probs(out, self.settings.temperature)
+        return out
