@@ -75,25 +75,43 @@ class TrainingConfig(_Frozen):
     """Embedding task: softmax temperature of the in-batch-negatives loss."""
 
 
+class SequenceConfig(_Frozen):
+    """The ``sequence`` kind: a user tower over item text vectors (``verticals.core.sequence``)."""
+
+    dim: int = Field(64, gt=0)
+    layers: int = Field(2, gt=0)
+    heads: int = Field(2, gt=0)
+    max_length: int = Field(50, gt=1)
+    """The user's latest items the tower reads."""
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    id_embeddings: bool = True
+    """Learn an id embedding per trained item on top of its text (new items use text only)."""
+    id_dropout: float = Field(0.25, ge=0.0, le=1.0)
+    """Share of items trained without their id part in each step (trains the text path)."""
+    negatives: int = Field(0, ge=0)
+    """0: full softmax over all items; N: the batch's items plus N uniformly sampled ones."""
+
+
 class TrainConfig(_Frozen):
     """Everything ``verticals train CONFIG`` needs."""
 
     task: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Registry name the trained model is filed under, e.g. ``news-sentiment-topic``."""
-    kind: Literal["classification", "embedding"] = "classification"
+    kind: Literal["classification", "embedding", "sequence"] = "classification"
     method: Literal["full", "lora"] = "full"
     data: DataConfig
     heads: dict[str, HeadConfig] = {}
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()
+    sequence: SequenceConfig = SequenceConfig()
 
     @model_validator(mode="after")
     def _heads_match_kind(self) -> TrainConfig:
         if self.kind == "classification" and not self.heads:
             raise ValueError("a classification task needs at least one entry under 'heads'")
-        if self.kind == "embedding" and self.heads:
-            raise ValueError("an embedding task takes no 'heads'")
+        if self.kind in ("embedding", "sequence") and self.heads:
+            raise ValueError(f"an {self.kind} task takes no 'heads'")
         return self
 
     @classmethod

@@ -178,6 +178,11 @@ class ModelRegistry:
         metric = candidate["primary_metric"]
         if current["data"].get("test_fingerprint") == candidate["data"].get("test_fingerprint"):
             return current["metrics"].get(metric)
+        if candidate["kind"] == "sequence":
+            from verticals.core.sequence import score_directory
+
+            data = self.path(task, candidate["version"]) / "data"
+            return score_directory(self.path(task, version), data)["metrics"].get(metric)
         from verticals.core.evaluation import evaluate_directory
 
         test_file = self.path(task, candidate["version"]) / "test.jsonl"

@@ -65,6 +65,10 @@ def run_training(
 ) -> TrainOutcome:
     from verticals.core import distributed
 
+    if config.kind == "sequence":
+        from verticals.core.sequence import train_sequence
+
+        return train_sequence(config, registry, show_progress, first_becomes_current)
     with distributed.launch(config.training.device) as parallel:
         outcome = parallel.from_main(
             _train(config, registry, show_progress, first_becomes_current, parallel)

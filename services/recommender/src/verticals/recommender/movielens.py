@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class MovieLens:
     """Positive interactions (user, item index, timestamp) in time order."""
     test: dict[str, int]
     validation: dict[str, int]
+    rated: list[tuple[str, int, float]] = field(default_factory=list)
+    """Every rating (any score: what a user has seen), (user, item index, timestamp)."""
 
 
 def load_movielens() -> MovieLens:
@@ -65,7 +67,11 @@ def load_movielens() -> MovieLens:
     for user, positions in per_user.items():
         if len(positions) >= 3:
             test[user], validation[user] = positions[-1], positions[-2]
-    return MovieLens(texts, events, test, validation)
+    rated = [
+        (str(u), index[m], float(t))
+        for u, m, t in zip(frame["userId"], frame["movieId"], frame["timestamp"], strict=True)
+    ]
+    return MovieLens(texts, events, test, validation, rated)
 
 
 def encode_items(encoder: Any, texts: list[str], cache_dir: Path | None = None) -> np.ndarray:

@@ -153,18 +153,15 @@ def recommend_for_user(
             keys, scores = _rank(
                 model, meta, cands, cold, query_vector, CoScores.empty(), filters, set(), k
             )
-            return Ranked(keys, scores, "cold_start_query")
+            return fill_newest(meta, Ranked(keys, scores, "cold_start_query"), filters, set(), k)
         cold = ScorerWeights(text=0.0, popularity=1.0, cooccurrence=0.0, mmr_lambda=1.0)
         cands = _candidates(
             model, index, meta, None, CoScores.empty(), filters, max(n_candidates, k)
         )
         keys, scores = _rank(model, meta, cands, cold, None, CoScores.empty(), filters, set(), k)
-        if len(keys):
-            return Ranked(keys, scores, "cold_start_popular")
         # no interactions yet anywhere: the newest catalog items that pass the filters
-        newest = meta.all_keys()[::-1]
-        newest = newest[meta.mask(newest, filters)][:k]
-        return Ranked(newest, np.zeros(len(newest), dtype=np.float32), "cold_start_newest")
+        strategy = "cold_start_popular" if len(keys) else "cold_start_newest"
+        return fill_newest(meta, Ranked(keys, scores, strategy), filters, set(), k)
     assert user is not None
     text_vector = user_vector
     if query_vector is not None:
@@ -180,7 +177,26 @@ def recommend_for_user(
         excluded |= user.purchased
     cands = _candidates(model, index, meta, text_vector, cooc, filters, n_candidates)
     keys, scores = _rank(model, meta, cands, weights, text_vector, cooc, filters, excluded, k)
-    return Ranked(keys, scores, "personal")
+    return fill_newest(meta, Ranked(keys, scores, "personal"), filters, excluded, k)
+
+
+def fill_newest(
+    meta: ItemMeta, ranked: Ranked, filters: Filters, excluded: set[int], k: int
+) -> Ranked:
+    """Fill a short list up to ``k`` with the newest items that pass the filters (score 0),
+    keeping the strategy: a new user asking for 10 gets 10 even if only 4 items have events."""
+    if len(ranked.keys) >= k:
+        return ranked
+    newest = meta.all_keys()[::-1]
+    newest = newest[meta.mask(newest, filters)]
+    skip = set(ranked.keys.tolist()) | excluded
+    extra = [key for key in newest[: k + len(skip)].tolist() if key not in skip]
+    if len(extra) < k - len(ranked.keys):  # many skipped keys among the newest: look further
+        extra = [key for key in newest.tolist() if key not in skip]
+    extra = extra[: k - len(ranked.keys)]
+    keys = np.concatenate([ranked.keys, np.array(extra, dtype=np.int64)]).astype(np.int64)
+    scores = np.concatenate([ranked.scores, np.zeros(len(extra), dtype=np.float32)])
+    return Ranked(keys, scores.astype(np.float32), ranked.strategy)
 
 
 def similar_items(

@@ -1,0 +1,505 @@
+"""The ``sequence`` training kind: a user tower (SASRec-like self-attention over a user's recent
+items) trained with a full softmax against item vectors, so user and item vectors share one
+space and a recommendation is one inner-product search over the item vectors.
+
+An item's vector is ``[MLP(text vector) + id embedding, text bias + id bias]``; a user's vector is
+``[tower(recent item vectors), 1]``. Items the tower never saw have no id part: their vector comes
+from their text alone, so new items are found through text. Id parts are dropped at random in
+training, so the text path is trained for them.
+
+Data (``data.path``, a folder): ``items.npy`` (float32 text vectors, one row per item),
+``items.json`` (the item ids, same order) and ``sequences.jsonl`` (``{"user": str, "items":
+[row, ...]}``, oldest first). Split: leave-last-out per user with >= 3 items (last item = test,
+the one before = validation); users with fewer items only train. Metrics: HR@10 and NDCG@10 over
+all items, the user's history excluded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from verticals.core.config import SequenceConfig, TrainConfig, TrainingConfig
+from verticals.core.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from verticals.core.training import TrainOutcome
+
+K = 10
+WEIGHTS_FILE = "tower.safetensors"
+
+
+@dataclass
+class Sequences:
+    """Item text vectors, item ids and each user's item rows (oldest first)."""
+
+    vectors: np.ndarray
+    item_ids: list[str]
+    users: list[str]
+    items: list[list[int]]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Sequences:
+        folder = Path(folder)
+        missing = [
+            n for n in ("items.npy", "items.json", "sequences.jsonl") if not (folder / n).exists()
+        ]
+        if missing:
+            raise ValueError(f"{folder}: a sequence data folder needs {', '.join(missing)}")
+        vectors = np.load(folder / "items.npy").astype(np.float32)
+        item_ids = json.loads((folder / "items.json").read_text())
+        if len(item_ids) != len(vectors):
+            raise ValueError(f"{folder}: {len(item_ids)} item ids for {len(vectors)} vectors")
+        users, items = [], []
+        for number, line in enumerate((folder / "sequences.jsonl").read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            rows = [int(i) for i in row["items"]]
+            if rows and not 0 <= min(rows) <= max(rows) < len(vectors):
+                raise ValueError(f"{folder}/sequences.jsonl:{number}: item row out of range")
+            users.append(str(row["user"]))
+            items.append(rows)
+        return cls(vectors, list(item_ids), users, items)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "items.npy", self.vectors.astype(np.float32))
+        (folder / "items.json").write_text(json.dumps(self.item_ids))
+        with (folder / "sequences.jsonl").open("w") as handle:
+            for user, rows in zip(self.users, self.items, strict=True):
+                handle.write(json.dumps({"user": user, "items": rows}) + "\n")
+        return folder
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(self.vectors.tobytes())
+        for user, rows in zip(self.users, self.items, strict=True):
+            digest.update(f"{user}:{rows}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Leave-last-out: training prefixes, and (history, target) pairs for validation and test."""
+
+    train: list[list[int]]
+    validation: list[tuple[list[int], int]]
+    test: list[tuple[list[int], int]]
+
+
+def leave_last_out(sequences: list[list[int]]) -> Split:
+    train, validation, test = [], [], []
+    for rows in sequences:
+        if len(rows) >= 3:
+            train.append(rows[:-2])
+            validation.append((rows[:-2], rows[-2]))
+            test.append((rows[:-1], rows[-1]))
+        elif rows:
+            train.append(rows)
+    return Split(train, validation, test)
+
+
+# ---- the network -------------------------------------------------------------------------
+
+
+def build_network(text_dim: int, n_items: int, config: SequenceConfig) -> Any:
+    import torch
+    from torch import nn
+
+    class TowerNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            dim = config.dim
+            self.text = nn.Sequential(
+                nn.Linear(text_dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim + 1)
+            )
+            self.ids = nn.Embedding(n_items, dim + 1) if config.id_embeddings else None
+            if self.ids is not None:
+                nn.init.normal_(self.ids.weight, std=0.01)
+            self.position = nn.Embedding(config.max_length, dim)
+            layer = nn.TransformerEncoderLayer(
+                dim,
+                config.heads,
+                2 * dim,
+                config.dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.blocks = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(dim)
+            self.drop = nn.Dropout(config.dropout)
+
+        def items(
+            self,
+            text: torch.Tensor,
+            keep_ids: torch.Tensor | None = None,
+            rows: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            """Item vectors (n, dim + 1) of ``text`` (the items ``rows``, default all); the
+            last column is the item's bias."""
+            out = self.text(text)
+            if self.ids is not None:
+                ids = self.ids.weight[: len(text)] if rows is None else self.ids(rows)
+                out = out + (ids if keep_ids is None else ids * keep_ids[:, None])
+            return out
+
+        def users(self, history: torch.Tensor) -> torch.Tensor:
+            """(batch, L, dim) item vectors (zeros = padding, on the left) -> (batch, L, dim + 1)
+            user vectors after each position (causal)."""
+            length = history.shape[1]
+            positions = self.position.weight[config.max_length - length :]
+            x = self.drop(history * math.sqrt(config.dim) + positions)
+            mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
+            h = self.norm(self.blocks(x, mask=mask.to(x.device), is_causal=True))
+            return torch.cat([h, torch.ones_like(h[..., :1])], dim=-1)
+
+    return TowerNet()
+
+
+def _windows(train: list[list[int]], length: int, rng: np.random.Generator) -> np.ndarray:
+    """(users, length + 1) item rows, -1 = padding on the left: one window per user, ending
+    at a random point of their history (the full softmax is the cost: one window keeps an
+    epoch cheap, and over the epochs every part of a long history is seen)."""
+    out = []
+    for rows in train:
+        if len(rows) < 2:
+            continue
+        end = int(rng.integers(2, len(rows) + 1))
+        window = rows[max(0, end - length - 1) : end]
+        out.append([-1] * (length + 1 - len(window)) + window)
+    return np.array(out, dtype=np.int64).reshape(-1, length + 1)
+
+
+def _pad(histories: list[list[int]], length: int) -> np.ndarray:
+    out = np.full((len(histories), length), -1, dtype=np.int64)
+    for i, rows in enumerate(histories):
+        tail = rows[-length:]
+        if tail:
+            out[i, length - len(tail) :] = tail
+    return out
+
+
+def _gather(items: Any, rows: Any) -> Any:
+    """Item vectors (without the bias column) for rows, zeros where rows are -1."""
+    import torch
+
+    vectors = items[:, :-1][rows.clamp(min=0)]
+    return torch.where((rows >= 0)[..., None], vectors, torch.zeros_like(vectors))
+
+
+def score_users(
+    net: Any,
+    text: np.ndarray,
+    pairs: list[tuple[list[int], int]],
+    max_length: int,
+    known: np.ndarray | None = None,
+) -> np.ndarray:
+    """The target's rank among all items (the history excluded) for each (history, target).
+    ``known`` masks the id embeddings (False: an item the tower did not train on)."""
+    import torch
+
+    net.eval()
+    ranks = np.zeros(len(pairs), dtype=np.int64)
+    with torch.no_grad():
+        keep = None if known is None else torch.from_numpy(known.astype(np.float32))
+        items = net.items(torch.from_numpy(text), keep)
+        for start in range(0, len(pairs), 256):
+            chunk = pairs[start : start + 256]
+            rows = torch.from_numpy(_pad([h for h, _ in chunk], max_length))
+            users = net.users(_gather(items, rows))[:, -1]
+            scores = (users @ items.T).numpy()
+            for i, (history, target) in enumerate(chunk):
+                row = scores[i]
+                row[history] = -np.inf
+                ranks[start + i] = int((row > row[target]).sum())
+    return ranks
+
+
+def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+    hit = ranks < K
+    return {
+        "hr@10": round(float(hit.mean()), 4) if len(ranks) else 0.0,
+        "ndcg@10": round(float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean()), 4)
+        if len(ranks)
+        else 0.0,
+    }
+
+
+@dataclass
+class Fitted:
+    net: Any
+    history: list[dict[str, float]]
+    best_validation: float
+    seconds: float
+    steps: int
+
+
+def fit_tower(
+    text: np.ndarray,
+    train: list[list[int]],
+    validation: list[tuple[list[int], int]],
+    config: SequenceConfig,
+    training: TrainingConfig,
+    log: Callable[[str], None] | None = None,
+) -> Fitted:
+    """Full-softmax next-item training (every position of every window), AdamW, validation
+    HR@10 after each epoch, early stopping with the best weights restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread beats several on a shared CPU
+    try:
+        return _fit(text, train, validation, config, training, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    text: np.ndarray,
+    train: list[list[int]],
+    validation: list[tuple[list[int], int]],
+    config: SequenceConfig,
+    training: TrainingConfig,
+    log: Callable[[str], None] | None,
+) -> Fitted:
+    import copy
+
+    import torch
+
+    torch.manual_seed(training.seed)
+    rng = np.random.default_rng(training.seed)
+    net = build_network(text.shape[1], len(text), config)
+    optimiser = torch.optim.AdamW(
+        net.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
+    )
+    text_t = torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32))
+    started = time.perf_counter()
+    best, best_state, history, stale, steps = -1.0, None, [], 0, 0
+    for epoch in range(training.epochs):
+        net.train()
+        windows = _windows(train, config.max_length, rng)
+        windows = windows[rng.permutation(len(windows))]
+        total = 0.0
+        for start in range(0, len(windows), training.batch_size):
+            batch = torch.from_numpy(windows[start : start + training.batch_size])
+            rows = torch.arange(len(text_t))
+            if config.negatives and config.negatives < len(text_t):
+                sampled = torch.randint(0, len(text_t), (config.negatives,))
+                rows = torch.unique(torch.cat([batch[batch >= 0], sampled]))
+                batch = torch.where(batch >= 0, torch.searchsorted(rows, batch.clamp(min=0)), -1)
+            keep = (torch.rand(len(rows)) >= config.id_dropout).float()
+            items = net.items(text_t[rows], keep, rows)
+            inputs, targets = batch[:, :-1], batch[:, 1:]
+            users = net.users(_gather(items, inputs))
+            real = (targets >= 0) & (inputs >= 0)
+            logits = users[real] @ items.T
+            loss = torch.nn.functional.cross_entropy(logits, targets[real])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+            steps += 1
+        score = ranking_metrics(score_users(net, text, validation, config.max_length))["hr@10"]
+        history.append({"epoch": epoch + 1, "loss": total / max(len(windows), 1), "hr@10": score})
+        if log:
+            log(
+                f"tower epoch {epoch + 1}: loss {history[-1]['loss']:.3f}, validation HR@10 {score}"
+            )
+        if score > best:
+            best, best_state, stale = score, copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+            if training.patience and stale >= training.patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return Fitted(net, history, best, time.perf_counter() - started, steps)
+
+
+# ---- saving, loading and serving -----------------------------------------------------------
+
+
+def save_tower(
+    net: Any, folder: Path, config: SequenceConfig, item_ids: list[str], text_dim: int
+) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    (folder / "tower.json").write_text(
+        json.dumps({"config": config.model_dump(), "text_dim": text_dim, "item_ids": item_ids})
+    )
+
+
+class UserTower:
+    """A trained tower for serving: item vectors from text (+ id parts of trained items) and a
+    user vector from the latest items' vectors, on CPU, one user at a time."""
+
+    def __init__(
+        self, net: Any, config: SequenceConfig, item_ids: list[str], version: str = ""
+    ) -> None:
+        self.net = net.eval()
+        self.config = config
+        self.row_of = {item_id: i for i, item_id in enumerate(item_ids)}
+        self.version = version
+        self.dimension = config.dim + 1
+
+    @classmethod
+    def from_directory(cls, folder: str | Path, version: str = "") -> UserTower:
+        import torch
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        meta = json.loads((folder / "tower.json").read_text())
+        config = SequenceConfig(**meta["config"])
+        net = build_network(meta["text_dim"], len(meta["item_ids"]), config)
+        net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 1)))
+        return cls(net, config, meta["item_ids"], version)
+
+    @classmethod
+    def from_registry(cls, task: str, registry: ModelRegistry | None = None) -> UserTower:
+        registry = registry or ModelRegistry.default()
+        card = registry.card(task)
+        return cls.from_directory(registry.path(task), f"{task}:v{card['version']}")
+
+    def item_vectors(self, text: np.ndarray, item_ids: list[str]) -> np.ndarray:
+        """(n, dim + 1) item vectors; ids the tower never trained on get text-only vectors."""
+        import torch
+
+        with torch.no_grad():
+            out = self.net.text(torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32)))
+            if self.net.ids is not None:
+                rows = [(i, self.row_of[x]) for i, x in enumerate(item_ids) if x in self.row_of]
+                if rows:
+                    at, row = (torch.tensor(v) for v in zip(*rows, strict=True))
+                    out[at] += self.net.ids.weight[row]
+        return out.numpy().astype(np.float32)
+
+    def user_vector(self, history: np.ndarray) -> np.ndarray:
+        """The user vector (dim + 1) from the item vectors of the user's latest items (oldest
+        first, at most ``max_length`` used)."""
+        import torch
+
+        history = history[-self.config.max_length :, :-1]
+        padded = np.zeros((1, self.config.max_length, self.config.dim), dtype=np.float32)
+        if len(history):
+            padded[0, -len(history) :] = history
+        with torch.no_grad():
+            return self.net.users(torch.from_numpy(padded))[0, -1].numpy().astype(np.float32)
+
+
+# ---- the training kind ---------------------------------------------------------------------
+
+
+def popularity_ranks(
+    n_items: int, train: list[list[int]], pairs: list[tuple[list[int], int]]
+) -> np.ndarray:
+    counts = np.bincount([i for rows in train for i in rows], minlength=n_items).astype(np.float64)
+    counts -= np.arange(n_items) * 1e-9
+    ranks = np.zeros(len(pairs), dtype=np.int64)
+    for u, (history, target) in enumerate(pairs):
+        row = counts.copy()
+        row[history] = -np.inf
+        ranks[u] = int((row > row[target]).sum())
+    return ranks
+
+
+def score_directory(
+    model_dir: str | Path, data_dir: str | Path, part: str = "test"
+) -> dict[str, Any]:
+    """Score a saved tower on a data folder's leave-last-out ``test`` or ``validation`` split
+    (items matched by id; items the tower never saw are scored by their text)."""
+    tower = UserTower.from_directory(model_dir)
+    data = Sequences.load(data_dir)
+    items = tower.item_vectors(data.vectors, data.item_ids)
+    split = leave_last_out(data.items)
+    ranks = []
+    for history, target in split.test if part == "test" else split.validation:
+        user = tower.user_vector(items[history])
+        row = items @ user
+        row[history] = -np.inf
+        ranks.append(int((row > row[target]).sum()))
+    return {"metrics": ranking_metrics(np.array(ranks, dtype=np.int64))}
+
+
+def train_sequence(
+    config: TrainConfig,
+    registry: ModelRegistry | None = None,
+    show_progress: bool = True,
+    first_becomes_current: bool = True,
+) -> TrainOutcome:
+    """Train, test and register a user tower (card, test split, validation gate figures)."""
+    from verticals.core.training import TrainOutcome
+
+    registry = registry or ModelRegistry.default()
+    data = Sequences.load(config.data.path)
+    split = leave_last_out(data.items)
+    if not split.validation:
+        raise ValueError(f"{config.data.path}: no user has 3 or more items to validate on")
+    log = print if show_progress else None
+    fitted = fit_tower(
+        data.vectors, split.train, split.validation, config.sequence, config.training, log
+    )
+    test_ranks = score_users(fitted.net, data.vectors, split.test, config.sequence.max_length)
+    metrics = ranking_metrics(test_ranks)
+    baseline = {
+        "validation_popularity_hr@10": ranking_metrics(
+            popularity_ranks(len(data.vectors), split.train, split.validation)
+        )["hr@10"],
+        "test_popularity_hr@10": ranking_metrics(
+            popularity_ranks(len(data.vectors), split.train, split.test)
+        )["hr@10"],
+    }
+    staged = registry.staging_dir()
+    save_tower(fitted.net, staged, config.sequence, data.item_ids, data.vectors.shape[1])
+    data.save(staged / "data")  # the test split lives with the model (its last items)
+    card: dict[str, Any] = {
+        "kind": "sequence",
+        "method": "full",
+        "base_model": "item text vectors",
+        "max_length": config.sequence.max_length,
+        "heads": [],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "primary_metric": "hr@10",
+        "metrics": {**metrics, "validation_hr@10": fitted.best_validation, **baseline},
+        "data": {
+            "path": str(config.data.path),
+            "fingerprint": data.fingerprint(),
+            "test_fingerprint": data.fingerprint(),
+            "rows": len(data.users),
+            "items": len(data.item_ids),
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+        "training": {
+            "seconds": round(fitted.seconds, 2),
+            "steps": fitted.steps,
+            "best_validation": fitted.best_validation,
+            "history": fitted.history,
+        },
+        "config": json.loads(config.model_dump_json()),
+    }
+    version = registry.register(config.task, staged, card, first_becomes_current)
+    return TrainOutcome(
+        config.task,
+        version,
+        registry.path(config.task, version),
+        card["metrics"],
+        fitted.seconds,
+        registry.current_version(config.task) == version,
+    )

@@ -1,0 +1,231 @@
+"""The learnt user tower in the service: its item vectors in a FAISS index of their own (one
+inner-product search per request), each user's latest items, the blended ranking, and training a
+tower from the event log with a validation gate.
+
+A user's vector is computed from their latest items at request time (about a millisecond on
+CPU), so an event changes the next response. New catalog items get text-only tower vectors.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from verticals.core.vectors import VectorIndex
+from verticals.recommender.catalog import Filters, ItemMeta
+from verticals.recommender.model import CoScores, InteractionModel, UserState
+from verticals.recommender.scoring import EXHAUSTIVE_BELOW, Ranked, fill_newest
+from verticals.recommender.settings import RecommenderSettings, ScorerWeights
+
+
+def tower_signal(scores: np.ndarray, best: float) -> np.ndarray:
+    """Tower scores as a [0, 1] signal: exp(score - best score over the whole catalog), so the
+    user's best item scores 1 whatever the candidates are."""
+    return np.exp(np.minimum(scores - best, 0.0)).astype(np.float32)
+
+
+class TowerServing:
+    """A promoted tower, its item index and each user's latest item keys (first touch order)."""
+
+    def __init__(self, tower: Any, settings: RecommenderSettings) -> None:
+        self.tower = tower
+        self.weights = settings.tower_weights
+        self.index = VectorIndex(
+            tower.dimension,
+            settings.exact_index_max_items,
+            settings.ivf_nprobe,
+            settings.faiss_threads,
+        )
+        self.recent: dict[str, list[int]] = {}
+        self.max_length = int(tower.config.max_length)
+
+    @property
+    def version(self) -> str:
+        return str(self.tower.version)
+
+    def set_items(self, keys: np.ndarray, text_vectors: np.ndarray, item_ids: list[str]) -> None:
+        self.index.upsert(keys, self.tower.item_vectors(text_vectors, item_ids))
+
+    def remove_items(self, keys: np.ndarray) -> None:
+        self.index.remove(keys)
+
+    def observe(self, user_id: str, key: int) -> None:
+        """Record an event (an item already in the user's list keeps its place)."""
+        recent = self.recent.setdefault(user_id, [])
+        if key not in recent[-4 * self.max_length :]:
+            recent.append(key)
+            if len(recent) > 8 * self.max_length:
+                del recent[: -4 * self.max_length]
+
+    def user_vector(self, user_id: str) -> np.ndarray | None:
+        recent = self.recent.get(user_id)
+        if not recent:
+            return None
+        keys = np.array(recent[-self.max_length :], dtype=np.int64)
+        keys = keys[keys < len(self.index.table.present)]
+        keys = keys[self.index.table.present[keys]]
+        if not len(keys):
+            return None
+        return self.tower.user_vector(self.index.table.data[keys])  # type: ignore[no-any-return]
+
+    def recommend(
+        self,
+        model: InteractionModel,
+        meta: ItemMeta,
+        user_id: str,
+        user: UserState,
+        filters: Filters,
+        excluded: set[int],
+        k: int,
+        n_candidates: int,
+    ) -> Ranked | None:
+        """Tower + popularity + co-occurrence, or None when the user has no usable history."""
+        vector = self.user_vector(user_id)
+        if vector is None:
+            return None
+        cooc = model.cooccurring(model.user_seeds(user))
+        found, found_scores = self.index.search(vector, n_candidates)
+        best = float(found_scores[0]) if len(found_scores) else 0.0
+        if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
+            keys = meta.all_keys()
+        else:
+            keys = np.concatenate([found, model.top_popular(n_candidates), cooc.top(n_candidates)])
+        keys = np.unique(keys.astype(np.int64))
+        keys = keys[meta.mask(keys, filters)]
+        keys = keys[self.index.table.present[np.minimum(keys, len(self.index.table.present) - 1)]]
+        if excluded and len(keys):
+            keys = keys[~np.isin(keys, np.fromiter(excluded, np.int64))]
+        scores = blend_scores(
+            self.weights,
+            tower_signal(self.index.table.data[keys] @ vector, best),
+            model,
+            keys,
+            cooc,
+        )
+        order = np.argsort(-scores, kind="stable")[:k]
+        ranked = Ranked(keys[order], scores[order].astype(np.float32), "personal")
+        return fill_newest(meta, ranked, filters, excluded, k)
+
+
+def blend_scores(
+    weights: ScorerWeights,
+    tower: np.ndarray,
+    model: InteractionModel,
+    keys: np.ndarray,
+    cooc: CoScores,
+) -> np.ndarray:
+    """``weights.text`` x tower signal + popularity + co-occurrence (each in [0, 1])."""
+    out = weights.text * tower + weights.popularity * model.popularity_of(keys)
+    if cooc and weights.cooccurrence:
+        top = float(cooc.values.max())
+        if top > 0:
+            out = out + weights.cooccurrence * (cooc.lookup(keys) / top).astype(np.float32)
+    return np.asarray(out, dtype=np.float32)
+
+
+def load_tower(settings: RecommenderSettings, registry: Any = None) -> Any:
+    """The promoted user tower, or None when none was promoted (the old scorer serves)."""
+    from verticals.core.registry import ModelRegistry
+    from verticals.core.sequence import UserTower
+
+    registry = registry or ModelRegistry.default()
+    if registry.current_version(settings.tower_task) is None:
+        return None
+    return UserTower.from_registry(settings.tower_task, registry)
+
+
+# ---- training from the event log ------------------------------------------------------------
+
+
+def log_as_sequences(settings: RecommenderSettings) -> Any:
+    """The event log as the core's sequence data: stored item text vectors (no re-encoding)
+    and each user's items in first-touch order."""
+    from verticals.core.sequence import Sequences
+    from verticals.recommender.store import Store
+
+    store = Store(settings.sqlalchemy_url("recommender"))
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    for rows in store.iter_items():
+        for row in rows:
+            ids.append(row[1])
+            vectors.append(np.frombuffer(row[6], dtype=np.float32))
+    row_of = {item_id: i for i, item_id in enumerate(ids)}
+    per_user: dict[str, list[int]] = {}
+    touched: set[tuple[str, int]] = set()
+    for batch in store.iter_events():
+        for user, item_id, _, _ in batch:
+            at = row_of.get(item_id)
+            if at is not None and (user, at) not in touched:
+                touched.add((user, at))
+                per_user.setdefault(user, []).append(at)
+    store.db.dispose()
+    dim = vectors[0].shape[0] if vectors else 1
+    matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+    return Sequences(matrix, ids, list(per_user), list(per_user.values()))
+
+
+def train_tower_from_log(
+    settings: RecommenderSettings,
+    epochs: int = 20,
+    registry: Any = None,
+    log: Callable[[str], None] = print,
+    sequence: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a tower on the event log with the core; promote it only if its validation HR@10
+    beats popularity's and the current tower's on the same users."""
+    from verticals.core.config import DataConfig, SequenceConfig, TrainConfig, TrainingConfig
+    from verticals.core.registry import ModelRegistry
+    from verticals.core.sequence import score_directory
+    from verticals.core.training import run_training
+
+    data = log_as_sequences(settings)
+    users = sum(len(rows) >= 3 for rows in data.items)
+    if users < 5:
+        return {"promoted": False, "reason": f"only {users} users with >= 3 items"}
+    registry = registry or ModelRegistry.default()
+    task = settings.tower_task
+    with tempfile.TemporaryDirectory(prefix="recommender-tower-") as folder:
+        data.save(Path(folder))
+        config = TrainConfig(
+            task=task,
+            kind="sequence",
+            data=DataConfig(path=Path(folder)),
+            sequence=SequenceConfig(**(sequence or {})),
+            training=TrainingConfig(
+                epochs=epochs, batch_size=64, learning_rate=1e-3, weight_decay=0.0, patience=4
+            ),
+        )
+        outcome = run_training(config, registry, show_progress=False, first_becomes_current=False)
+    card = registry.card(task, outcome.version)
+    candidate = card["metrics"]["validation_hr@10"]
+    popularity = card["metrics"]["validation_popularity_hr@10"]
+    current_version = registry.current_version(task)
+    current = None
+    if current_version is not None:
+        current = score_directory(
+            registry.path(task, current_version), outcome.path / "data", "validation"
+        )["metrics"]["hr@10"]
+    promoted = candidate > popularity and (current is None or candidate >= current)
+    gate = {
+        "validation_hr@10": candidate,
+        "popularity_validation_hr@10": popularity,
+        "current": current_version,
+        "current_validation_hr@10": current,
+        "promoted": promoted,
+    }
+    registry.update_card(task, outcome.version, gate=gate)
+    if promoted:
+        registry.promote(task, outcome.version, force=True)
+    log(f"tower v{outcome.version}: {gate}")
+    return {
+        "version": outcome.version,
+        "users": len(data.users),
+        "metrics": card["metrics"],
+        **gate,
+        "note": "restart the service to serve a promoted tower",
+    }
