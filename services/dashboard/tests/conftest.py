@@ -105,7 +105,7 @@ def support_service(
             return reply
 
         assert chat(faq[0]["question"])["kind"] == "answer"
-        yield {"url": server.url, "chat": chat, "faq": faq}
+        yield {"url": server.url, "chat": chat, "faq": faq, "admin_key": admin["X-API-Key"]}
 
 
 @pytest.fixture

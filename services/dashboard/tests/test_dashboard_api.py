@@ -21,7 +21,7 @@ def test_panels_show_the_running_services(
     handoff_id, question = new_handoff()
     app = make_dashboard(**services, support_tenants=["acme", "ghost"])
     with TestClient(app) as client:
-        status = client.get("/api/status").json()["services"]
+        status = client.get("/api/status", headers=ADMIN).json()["services"]
         assert {s["service"]: s["available"] for s in status} == {
             "news": True,
             "support": True,
@@ -44,7 +44,7 @@ def test_panels_show_the_running_services(
         assert hourly["bucket_minutes"] == 60 and len(hourly["overall"]) < len(news["overall"])
         assert client.get("/api/news", params={"bucket_minutes": 0}).status_code == 422
 
-        support = client.get("/api/support").json()
+        support = client.get("/api/support", headers=ADMIN).json()
         assert support["available"]
         acme, ghost = support["tenants"]
         assert acme["tenant"] == "acme" and acme["entries"] == 12 and len(acme["kb"]) == 12
@@ -55,7 +55,7 @@ def test_panels_show_the_running_services(
         assert acme["open_handoffs"] >= 1
         assert "ghost" in ghost["error"] and "404" in ghost["error"]
 
-        rec = client.get("/api/recommender").json()
+        rec = client.get("/api/recommender", headers=ADMIN).json()
         assert rec["available"] and rec["items"] == 40 and rec["users"] == 4
         assert rec["index"] and rec["model_version"]
         assert rec["trending"]["strategy"] == "cold_start_popular"
@@ -80,7 +80,7 @@ def test_staff_reply_needs_the_key_and_reaches_the_support_bot(
         assert client.post(url, json={"tenant": "acme"}, headers=ADMIN).status_code == 422
         r = client.post(url, json=body, headers=ADMIN)
         assert r.status_code == 200 and r.json()["message_id"] > 0
-        handoffs = client.get("/api/support").json()["tenants"][0]["handoffs"]
+        handoffs = client.get("/api/support", headers=ADMIN).json()["tenants"][0]["handoffs"]
         assert next(h for h in handoffs if h["id"] == handoff_id)["status"] == "closed"
         missing = client.post("/api/support/handoffs/999999/reply", json=body, headers=ADMIN)
         assert missing.status_code == 404 and "support bot refused" in missing.json()["detail"]
@@ -96,7 +96,7 @@ def test_services_down_show_as_unavailable(
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     app = make_dashboard(news_url=dead, support_url=dead, recommender_url=dead)
     with TestClient(app) as client:
-        status = client.get("/api/status")
+        status = client.get("/api/status", headers=ADMIN)
         assert status.status_code == 200
         assert not any(s["available"] for s in status.json()["services"])
         for panel, name in (
@@ -104,7 +104,7 @@ def test_services_down_show_as_unavailable(
             ("support", "support bot"),
             ("recommender", "recommender"),
         ):
-            r = client.get(f"/api/{panel}")
+            r = client.get(f"/api/{panel}", headers=ADMIN)
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["available"] is False and body["url"] == dead
@@ -114,7 +114,10 @@ def test_services_down_show_as_unavailable(
         )
         assert reply.status_code == 503 and "support bot unavailable" in reply.json()["detail"]
         # the registry is local: models still work
-        assert client.get("/api/models").json()["tasks"][0]["task"] == "news-sentiment-topic"
+        assert (
+            client.get("/api/models", headers=ADMIN).json()["tasks"][0]["task"]
+            == "news-sentiment-topic"
+        )
         page = client.get("/")
         assert page.status_code == 200 and '<section id="news">' in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -151,6 +154,6 @@ def test_support_tenants_are_discovered_when_none_are_configured(
     make_dashboard: Callable[..., Any], services: dict[str, Any]
 ) -> None:
     with TestClient(make_dashboard(**services, support_tenants=[])) as client:
-        support = client.get("/api/support").json()
+        support = client.get("/api/support", headers=ADMIN).json()
     assert support["available"]
     assert [t["tenant"] for t in support["tenants"]] == ["acme"]  # the one tenant there is

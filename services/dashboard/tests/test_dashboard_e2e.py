@@ -38,6 +38,7 @@ def test_dashboard_in_chromium(
     make_dashboard: Callable[..., Any],
     services: dict[str, Any],
     news_service: dict[str, Any],
+    support_service: dict[str, Any],
     new_handoff: Callable[[], tuple[int, str]],
     live_server: Any,
     registry: Any,
@@ -49,23 +50,38 @@ def test_dashboard_in_chromium(
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # the refused promotion's 409 is the one failed request the browser logs
+        # the refused promotion's 409 and the wrong key's 401 are the failed requests it logs
         page.on(
             "console",
             lambda m: (
                 errors.append(m.text)
-                if m.type == "error" and "status of 409" not in m.text
+                if m.type == "error" and not any(f"status of {c}" in m.text for c in (401, 409))
                 else None
             ),
         )
-        prompts: list[str] = []
-
-        def answer(dialog: Any) -> None:
-            prompts.append(dialog.message)
-            dialog.accept(dashboard_key)
-
-        page.on("dialog", answer)
+        page.on("dialog", lambda dialog: errors.append(f"unexpected dialog: {dialog.message}"))
         page.goto(server.url + "/")
+
+        # anonymous: the login form and the public news only, nothing of any tenant
+        page.wait_for_selector("#trend-chart", timeout=15_000)
+        assert page.locator("#login-form").is_visible()
+        for section in ("models", "support", "recommender"):
+            assert page.locator(f"#{section}").is_hidden(), section
+        assert "acme" not in page.content() and question not in page.content()
+
+        # a wrong key is refused with a message; the dashboard key logs in
+        page.fill("#login-key", "not-the-key")
+        page.click("#login-form button[type='submit']")
+        page.wait_for_selector("#login-message.error", timeout=10_000)
+        assert "invalid key" in page.locator("#login-message").inner_text()
+        page.fill("#login-key", dashboard_key)
+        page.click("#login-form button[type='submit']")
+        page.wait_for_selector("#whoami:has-text('dashboard admin')", timeout=10_000)
+        assert page.locator("#login-form").is_hidden()
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: the page cannot read it
+        (cookie,) = page.context.cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert dashboard_key not in json.dumps(page.context.cookies())
 
         # models: the table, promote v2, roll back, a refused promotion shows its reason
         row = "tr[data-task='{}'][data-version='{}']"
@@ -84,7 +100,6 @@ def test_dashboard_in_chromium(
         page.wait_for_selector("#models-message.error", timeout=10_000)
         assert "refused" in page.locator("#models-message").inner_text()
         assert page.locator(f"{v3}[data-current='false']").count() == 1
-        assert len(prompts) == 1  # the key was asked once, then kept for the tab
 
         # news: the chart drawn from /trends, the demo's alert, and a live update
         chart = page.locator("#trend-chart")
@@ -123,5 +138,18 @@ def test_dashboard_in_chromium(
         assert page.locator("[data-figure='items']").inner_text() == "40"
         assert page.locator("table.trending tr[data-item]").count() == 5
         assert page.locator("#status .pill.up").count() == 3
-        assert len(prompts) == 1
+
+        # log out: back to the public page, nothing of the tenant left in it
+        page.click("#logout")
+        page.wait_for_selector("#login-form", state="visible", timeout=10_000)
+        assert page.locator("#support").is_hidden()
+        assert question not in page.content()
+
+        # a tenant admin: that tenant's support panel only
+        page.fill("#login-key", support_service["admin_key"])
+        page.click("#login-form button[type='submit']")
+        page.wait_for_selector("#whoami:has-text('admin of tenant acme')", timeout=10_000)
+        page.wait_for_selector(f"[data-tenant='acme'] tr[data-handoff='{handoff_id}']")
+        assert page.locator("#models").is_hidden() and page.locator("#recommender").is_hidden()
+        assert page.locator("#status .pill").count() == 0
         assert not errors, errors

@@ -13,7 +13,7 @@ ADMIN = {"X-API-Key": "test-dashboard-key"}
 
 
 def _task(client: TestClient) -> dict[str, Any]:
-    tasks = client.get("/api/models").json()["tasks"]
+    tasks = client.get("/api/models", headers=ADMIN).json()["tasks"]
     return next(t for t in tasks if t["task"] == TASK)
 
 
@@ -21,7 +21,7 @@ def test_models_list_versions_with_card_metrics(
     make_dashboard: Callable[..., Any], registry: Any
 ) -> None:
     with TestClient(make_dashboard()) as client:
-        body = client.get("/api/models").json()
+        body = client.get("/api/models", headers=ADMIN).json()
         assert body["registry"] == str(registry.root)
         task = _task(client)
         assert task["current"] == 1 and task["history"] == [1] and not task["can_rollback"]

@@ -1,24 +1,35 @@
-"""Thin routes: the page and its static files, the JSON panels, the admin actions."""
+"""Thin routes: the page and its static files, login, the JSON panels, the admin actions.
+Who may see what is decided in ``auth``: every tenant-scoped route needs a login."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from verticals.core.registry import ModelRegistry
 from verticals.dashboard import panels, registry_view
-from verticals.dashboard.schemas import PromoteIn, ReplyIn
+from verticals.dashboard.auth import (
+    COOKIE,
+    AdminOnly,
+    Anyone,
+    LoggedIn,
+    Sessions,
+    Viewer,
+    admin_viewer,
+    is_dashboard_key,
+)
+from verticals.dashboard.schemas import LoginIn, PromoteIn, ReplyIn
 from verticals.dashboard.settings import DashboardSettings
 from verticals.dashboard.upstream import Upstream, UpstreamError
 from verticals.serving.app import create_app
-from verticals.serving.auth import require_admin_key
 
 STATIC = Path(__file__).parent / "static"
 CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
@@ -41,16 +52,40 @@ def get_upstreams(request: Request) -> dict[str, Upstream]:
     return upstreams
 
 
-def _admin(request: Request) -> str:
-    settings = get_settings(request)
-    key = request.headers.get("x-api-key")
-    return require_admin_key(lambda: settings.admin_api_key.get_secret_value())(key)
-
-
 Settings = Annotated[DashboardSettings, Depends(get_settings)]
 Registry = Annotated[ModelRegistry, Depends(get_registry)]
 Upstreams = Annotated[dict[str, Upstream], Depends(get_upstreams)]
-Admin = Annotated[str, Depends(_admin)]
+
+
+def support_as(upstreams: dict[str, Upstream], key: str) -> Upstream:
+    """The support bot, called with ``key`` (the viewer's, never lent to anyone else)."""
+    return replace(upstreams["support"], headers={"X-API-Key": key})
+
+
+async def _support_identity(upstreams: dict[str, Upstream], key: str) -> dict[str, Any]:
+    """The support bot's ``/v1/whoami`` for ``key``; 401 when it refuses it, 503 when down."""
+    try:
+        identity: dict[str, Any] = await support_as(upstreams, key).get_json("/v1/whoami")
+    except UpstreamError as exc:
+        if exc.unavailable:
+            raise HTTPException(503, exc.message) from None
+        raise HTTPException(401, "invalid key") from None
+    return identity
+
+
+async def _tenant_still_valid(
+    request: Request, upstreams: dict[str, Upstream], who: Viewer
+) -> None:
+    """A tenant admin's key may have been rotated since the login: then the login ends."""
+    try:
+        identity = await _support_identity(upstreams, who.support_key)
+    except HTTPException as exc:
+        if exc.status_code != 401:
+            raise
+        identity = {}
+    if identity.get("role") != "admin" or identity.get("tenant") != who.tenant:
+        request.app.state.sessions.end(request.cookies.get(COOKIE))
+        raise HTTPException(401, "the tenant key is no longer valid; log in again")
 
 
 @router.get("/", include_in_schema=False)
@@ -58,26 +93,75 @@ def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP})
 
 
+def _session_body(who: Viewer | None) -> dict[str, Any]:
+    return {"role": who.role if who else None, "tenant": who.tenant if who else None}
+
+
+@router.post("/api/login", tags=["dashboard"])
+async def login(body: LoginIn, request: Request, settings: Settings, upstreams: Upstreams) -> Any:
+    """Log in with the dashboard admin key, or a support tenant's admin key (that tenant
+    only). Sets the HttpOnly session cookie; 401 for a wrong key, 403 for a widget key."""
+    if is_dashboard_key(settings, body.key):
+        who = admin_viewer(settings)
+    else:
+        identity = await _support_identity(upstreams, body.key)
+        if identity.get("role") != "admin":
+            raise HTTPException(
+                403, "log in with the dashboard admin key or a support tenant's admin key"
+            )
+        who = Viewer("tenant", body.key, identity["tenant"])
+    sessions: Sessions = request.app.state.sessions
+    response = JSONResponse(_session_body(who))
+    response.set_cookie(
+        COOKIE,
+        sessions.start(who),
+        max_age=int(sessions.ttl_s),
+        httponly=True,
+        samesite="strict",
+        secure=settings.environment != "local",
+        path="/",
+    )
+    return response
+
+
+@router.post("/api/logout", tags=["dashboard"])
+def logout(request: Request) -> Any:
+    """End this browser's session."""
+    request.app.state.sessions.end(request.cookies.get(COOKIE))
+    response = JSONResponse(_session_body(None))
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/api/session", tags=["dashboard"])
+def session(who: Anyone) -> dict[str, Any]:
+    """Who this browser is logged in as: ``role`` admin | tenant | null, and the tenant."""
+    return _session_body(who)
+
+
 @router.get("/api/config", tags=["dashboard"])
-def config(settings: Settings) -> dict[str, Any]:
-    """What the page needs to know: refresh interval and where the services are."""
-    return {"refresh_seconds": settings.refresh_seconds, "services": settings.upstreams()}
+def config(settings: Settings, who: Anyone) -> dict[str, Any]:
+    """The refresh interval; where the services are (dashboard admin only)."""
+    body: dict[str, Any] = {"refresh_seconds": settings.refresh_seconds}
+    if who is not None and who.role == "admin":
+        body["services"] = settings.upstreams()
+    return body
 
 
 @router.get("/api/status", tags=["dashboard"])
-async def status(upstreams: Upstreams) -> dict[str, Any]:
-    """Each service's health, or why it cannot be reached."""
+async def status(upstreams: Upstreams, _: AdminOnly) -> dict[str, Any]:
+    """Each service's health, or why it cannot be reached (dashboard admin)."""
     return await panels.status(upstreams)
 
 
 @router.get("/api/models", tags=["models"])
-def models(registry: Registry) -> dict[str, Any]:
+def models(registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Every registry task with its versions, card metrics and the current version."""
     return registry_view.list_models(registry)
 
 
 @router.post("/api/models/{task}/promote", tags=["models"])
-def promote(task: str, body: PromoteIn, registry: Registry, _: Admin) -> dict[str, Any]:
+def promote(task: str, body: PromoteIn, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Make a version current; 409 with the registry's reason when it scores worse."""
     try:
         return registry_view.promote(registry, task, body.version, body.force)
@@ -88,7 +172,7 @@ def promote(task: str, body: PromoteIn, registry: Registry, _: Admin) -> dict[st
 
 
 @router.post("/api/models/{task}/rollback", tags=["models"])
-def rollback(task: str, registry: Registry, _: Admin) -> dict[str, Any]:
+def rollback(task: str, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Return to the version that was current before the last promotion."""
     try:
         return registry_view.rollback(registry, task)
@@ -110,20 +194,31 @@ async def news(
 
 
 @router.get("/api/support", tags=["support"])
-async def support(settings: Settings, upstreams: Upstreams) -> dict[str, Any]:
-    """Per tenant: handoff queue and knowledge-base entries."""
-    return await panels.support(
-        upstreams["support"], list(settings.support_tenants), settings.kb_entries
-    )
+async def support(
+    request: Request, settings: Settings, upstreams: Upstreams, who: LoggedIn
+) -> dict[str, Any]:
+    """Per tenant the caller may see (all for the dashboard admin, their own for a tenant
+    admin): handoff queue and knowledge-base entries."""
+    if who.role == "tenant":
+        assert who.tenant is not None
+        await _tenant_still_valid(request, upstreams, who)
+        tenants = [who.tenant]
+    else:
+        tenants = list(settings.support_tenants)
+    upstream = support_as(upstreams, who.support_key)
+    return await panels.support(upstream, tenants, settings.kb_entries)
 
 
 @router.post("/api/support/handoffs/{handoff_id}/reply", tags=["support"])
-async def reply(handoff_id: int, body: ReplyIn, upstreams: Upstreams, _: Admin) -> dict[str, Any]:
+async def reply(
+    handoff_id: int, body: ReplyIn, upstreams: Upstreams, who: LoggedIn
+) -> dict[str, Any]:
     """Answer a handoff as staff; the customer's widget shows the reply."""
+    if who.role == "tenant" and body.tenant != who.tenant:
+        raise HTTPException(403, f"you are logged in for tenant {who.tenant!r} only")
     try:
-        return await panels.reply(
-            upstreams["support"], handoff_id, body.tenant, body.text, body.close
-        )
+        upstream = support_as(upstreams, who.support_key)
+        return await panels.reply(upstream, handoff_id, body.tenant, body.text, body.close)
     except UpstreamError as exc:
         code = 503 if exc.unavailable else (exc.status or 400)
         raise HTTPException(code, exc.message) from None
@@ -131,9 +226,10 @@ async def reply(handoff_id: int, body: ReplyIn, upstreams: Upstreams, _: Admin) 
 
 @router.get("/api/recommender", tags=["recommender"])
 async def recommender(
-    upstreams: Upstreams, k: Annotated[int, Query(ge=1, le=50)] = 5
+    upstreams: Upstreams, _: AdminOnly, k: Annotated[int, Query(ge=1, le=50)] = 5
 ) -> dict[str, Any]:
-    """The recommender's catalog and user counts, encoder, trending items and HTTP figures."""
+    """The recommender's catalog and user counts, encoder, trending items and HTTP figures
+    (dashboard admin)."""
     return await panels.recommender(upstreams["recommender"], k)
 
 
@@ -143,10 +239,9 @@ def build_app(settings: DashboardSettings, registry: ModelRegistry | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.upstream_timeout_s) as client:
-            keys = {"support": {"X-API-Key": settings.support_admin_key.get_secret_value()}}
+            # no default keys: each support call names the viewer's key (support_as)
             app.state.upstreams = {
-                name: Upstream(name, url, client, keys.get(name, {}))
-                for name, url in settings.upstreams().items()
+                name: Upstream(name, url, client) for name, url in settings.upstreams().items()
             }
             yield
 
@@ -164,5 +259,6 @@ def build_app(settings: DashboardSettings, registry: ModelRegistry | None = None
             else ModelRegistry.default()
         )
     app.state.registry = registry
+    app.state.sessions = Sessions(settings.session_hours * 3600)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

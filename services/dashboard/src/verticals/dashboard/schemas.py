@@ -5,6 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=512)
+    """The dashboard admin key, or a support tenant's admin key."""
+
+
 class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -40,11 +40,14 @@ class DashboardSettings(ServiceSettings):
             "VERTICALS_SUPPORT_ADMIN_API_KEY",
         ),
     )
-    """The support bot's service admin key (it reads every tenant's handoffs and entries)."""
+    """The support bot's service admin key: used only for a caller logged in with the
+    dashboard's own admin key (it reads every tenant's handoffs and entries)."""
     support_tenants: list[str] = Field(default_factory=list)
     """Tenants shown; empty: every tenant the support bot lists."""
     registry_dir: Path | None = None
     """The model registry; None: the core's (``VERTICALS_REGISTRY_DIR``, default var/registry)."""
+    session_hours: float = Field(8.0, gt=0, le=168)
+    """A login (session cookie) lasts this long; a restart ends every session."""
     upstream_timeout_s: float = Field(3.0, gt=0)
     refresh_seconds: float = Field(5.0, ge=1)
     """How often the page refreshes the news chart and the other panels."""

@@ -34,6 +34,7 @@ from verticals.support_bot.schemas import (
     StaffReply,
     TenantCreate,
     TenantKeys,
+    WhoAmI,
 )
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Entry, Handoff, Message
@@ -142,6 +143,13 @@ def create_tenant(body: TenantCreate, caller: Auth, bot: Bot) -> TenantKeys:
         raise HTTPException(403, "creating tenants needs the service admin key")
     admin, widget = bot.create_tenant(body.id, body.name)
     return TenantKeys(tenant=body.id, admin_key=admin, widget_key=widget)
+
+
+@router.get("/v1/whoami", response_model=WhoAmI, tags=["tenants"])
+def whoami(caller: Auth) -> WhoAmI:
+    """What the key in ``X-API-Key`` is: the service admin key (``root``), or a tenant's
+    ``admin`` or ``widget`` key (the dashboard logs tenant admins in with it)."""
+    return WhoAmI(role=caller.role, tenant=caller.tenant)
 
 
 @router.get("/v1/tenants", tags=["tenants"])

@@ -16,6 +16,11 @@ class TenantCreate(BaseModel):
     name: str = Field("", max_length=200)
 
 
+class WhoAmI(BaseModel):
+    role: Literal["root", "admin", "widget"]
+    tenant: str | None = None
+
+
 class TenantKeys(BaseModel):
     tenant: str
     admin_key: str | None = None

@@ -1,7 +1,6 @@
 // verticals dashboard: plain JS, no build step, no external requests (only this origin's /api).
 "use strict";
 
-const KEY_NAME = "verticals-dashboard-admin-key";
 const COLORS = ["#0b5cad", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207",
   "#be185d", "#4d7c0f", "#475569", "#9333ea", "#0369a1"];
 let refreshMs = 5000;
@@ -62,32 +61,90 @@ function unavailable(panel) {
 
 async function getJson(url) {
   const r = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  if (!r.ok) {
+    const err = new Error(`${url}: ${r.status}`);
+    err.status = r.status;
+    throw err;
+  }
   return r.json();
 }
 
-// ---- the admin key: asked once, kept for this tab (sessionStorage) ----------------------------
-function adminKey() {
-  let key = sessionStorage.getItem(KEY_NAME);
-  if (!key) {
-    key = window.prompt("Dashboard admin key (VERTICALS_DASHBOARD_ADMIN_API_KEY):") || "";
-    if (key) sessionStorage.setItem(KEY_NAME, key);
+// ---- login: POST /api/login sets an HttpOnly session cookie; the page never keeps a key -------
+const ANONYMOUS = { role: null, tenant: null };
+let viewer = ANONYMOUS;
+
+function allowed(needs) {
+  if (needs === "admin") return viewer.role === "admin";
+  if (needs === "tenant") return viewer.role === "admin" || viewer.role === "tenant";
+  return true;
+}
+
+function showViewer() {
+  const anonymous = !viewer.role;
+  document.getElementById("login-form").hidden = !anonymous;
+  document.getElementById("login-hint").hidden = !anonymous;
+  document.getElementById("logout").hidden = anonymous;
+  const who = document.getElementById("whoami");
+  who.hidden = anonymous;
+  who.textContent = viewer.role === "admin" ? "dashboard admin"
+    : viewer.role === "tenant" ? `admin of tenant ${viewer.tenant}` : "";
+  document.getElementById("status").hidden = viewer.role !== "admin";
+  for (const section of document.querySelectorAll("section[data-needs]")) {
+    section.hidden = !allowed(section.dataset.needs);
+    // what an earlier login saw does not stay in the page
+    if (section.hidden) replace(`${section.id}-body`, "loading…");
   }
-  return key;
+  if (viewer.role !== "admin") replace("status");
+}
+
+async function loadViewer() {
+  viewer = await getJson("/api/session");
+  showViewer();
+}
+
+function endedLogin() {
+  viewer = ANONYMOUS;
+  showViewer();
+  showMessage("login-message", "Your login has ended; log in again.", true);
+}
+
+async function login(event) {
+  event.preventDefault();
+  const input = document.getElementById("login-key");
+  const r = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ key: input.value }),
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    showMessage("login-message", data.detail || `login failed (${r.status})`, true);
+    return;
+  }
+  input.value = "";
+  showMessage("login-message", "", false);
+  viewer = data;
+  showViewer();
+  await refresh();
+}
+
+async function logout() {
+  await fetch("/api/logout", { method: "POST" });
+  viewer = ANONYMOUS;
+  showViewer();
+  await refresh();
 }
 
 async function act(url, body) {
-  const key = adminKey();
-  if (!key) return { ok: false, status: 0, detail: "no admin key given" };
   const r = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-API-Key": key },
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body || {}),
   });
   const data = await r.json().catch(() => ({}));
   if (r.status === 401) {
-    sessionStorage.removeItem(KEY_NAME);
-    return { ok: false, status: 401, detail: "the admin key was refused; try again to enter it" };
+    endedLogin();
+    return { ok: false, status: 401, detail: "your login has ended; log in again" };
   }
   return { ok: r.ok, status: r.status, data, detail: data.detail };
 }
@@ -348,12 +405,21 @@ async function loadRecommender() {
 }
 
 // ---- refresh loop -----------------------------------------------------------------------------
+const JOBS = {
+  status: ["admin", loadStatus], models: ["admin", loadModels], news: ["anyone", loadNews],
+  support: ["tenant", loadSupport], recommender: ["admin", loadRecommender],
+};
+
 async function refresh() {
-  const jobs = { status: loadStatus, models: loadModels, news: loadNews, support: loadSupport, recommender: loadRecommender };
-  await Promise.all(Object.entries(jobs).map(async ([name, job]) => {
+  const jobs = Object.entries(JOBS).filter(([, [needs]]) => allowed(needs));
+  await Promise.all(jobs.map(async ([name, [, job]]) => {
     try {
       await job();
     } catch (err) {
+      if (err.status === 401) {
+        endedLogin();
+        return;
+      }
       const el = document.getElementById(`${name}-body`);
       if (el) el.replaceChildren(h("div", { class: "unavailable" }, `dashboard error: ${err.message}`));
     }
@@ -362,11 +428,13 @@ async function refresh() {
 }
 
 async function start() {
-  document.getElementById("forget-key").addEventListener("click", () => sessionStorage.removeItem(KEY_NAME));
+  document.getElementById("login-form").addEventListener("submit", login);
+  document.getElementById("logout").addEventListener("click", logout);
   try {
     refreshMs = 1000 * (await getJson("/api/config")).refresh_seconds;
+    await loadViewer();
   } catch (err) {
-    // keep the default interval
+    showViewer(); // keep the default interval; anonymous until the session is known
   }
   const loop = async () => {
     await refresh();
