@@ -92,7 +92,7 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
         load_settings(DemoSettings)
     monkeypatch.delenv("VERTICALS_DEMO_PORT")
     monkeypatch.setenv("VERTICALS_DEMO_ENVIRONMENT", "production")
-    with pytest.raises(SettingsError, match="admin_api_key must be changed"):
+    with pytest.raises(SettingsError, match="VERTICALS_DEMO_ADMIN_API_KEY: .*default key"):
         load_settings(DemoSettings)
 
 

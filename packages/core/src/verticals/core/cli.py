@@ -30,22 +30,47 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def user_errors(func: F) -> F:
-    """Turn the core's input errors into a one-line CLI message instead of a traceback."""
+ErrorKinds = Callable[[], tuple[type[Exception], ...]]
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from verticals.core.config import ConfigError
-        from verticals.core.data import DataError
-        from verticals.core.registry import RegistryError
-        from verticals.core.settings import SettingsError
 
-        try:
-            return func(*args, **kwargs)
-        except (ConfigError, DataError, RegistryError, SettingsError, FileNotFoundError) as exc:
-            raise fail(str(exc).strip("'\"")) from None
+def _core_errors() -> tuple[type[Exception], ...]:
+    from verticals.core.config import ConfigError
+    from verticals.core.data import DataError
+    from verticals.core.registry import RegistryError
+    from verticals.core.settings import SettingsError
 
-    return wrapper  # type: ignore[return-value]
+    return (ConfigError, DataError, RegistryError, SettingsError, FileNotFoundError)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (a KeyError's quotes and line breaks removed)."""
+    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    return "; ".join(line.strip() for line in text.strip("'\"").splitlines() if line.strip())
+
+
+def one_line_errors(also: ErrorKinds = tuple) -> Callable[[F], F]:
+    """The CLI error handler of every command (core and services): bad settings, the core's input
+    errors, a missing file and the errors ``also`` returns end the command with one line on
+    stderr and exit code 2, never a traceback. ``also`` is called only once an error is raised,
+    so a service's heavy modules are not imported just to name their error classes."""
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                if isinstance(exc, _core_errors() + also()):
+                    raise fail(one_line(exc)) from None
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+user_errors = one_line_errors()
+"""The handler for commands that raise only the core's errors."""
 
 
 def _registry() -> Any:
@@ -241,7 +266,10 @@ def _add_plugins() -> None:
 
 def main() -> None:
     _add_plugins()
-    app()
+    try:
+        user_errors(app)()
+    except typer.Exit as done:  # a command without the handler raised a user error
+        sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":

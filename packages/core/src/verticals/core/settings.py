@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -29,13 +30,19 @@ class SettingsError(ValueError):
     """A setting failed validation; the message names it."""
 
 
-def describe_validation_error(exc: ValidationError, prefix: str) -> str:
-    """One line per bad setting, named as the user would set it (``PREFIX_NAME``)."""
-    lines = []
+def describe_validation_error(
+    exc: ValidationError, prefix: str, secrets: Collection[str] = ()
+) -> str:
+    """One line naming each bad setting as the user would set it (``PREFIX_NAME``), with the
+    value given, except for the ``secrets`` fields and whole-model errors (never echoed)."""
+    problems = []
     for err in exc.errors():
         name = "_".join(str(part) for part in err["loc"]).upper()
-        lines.append(f"{prefix}{name}: {err['msg']} (got {err.get('input')!r})")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        shown = err["loc"] and str(err["loc"][0]) not in secrets and "input" in err
+        got = f" (got {err['input']!r})" if shown else ""
+        problems.append(f"{prefix}{name}: {message}{got}" if name else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 @lru_cache
@@ -43,4 +50,4 @@ def get_settings() -> CoreSettings:
     try:
         return CoreSettings()
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc, "VERTICALS_")) from exc
+        raise SettingsError(describe_validation_error(exc, "VERTICALS_")) from None

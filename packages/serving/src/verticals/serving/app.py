@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 import uuid
@@ -27,8 +29,9 @@ QUIET_ROUTES = ("/health", "/metrics")
 
 class ObserveRequests:
     """Pure ASGI middleware (no per-request task or memory stream, unlike ``@app.middleware``):
-    request ids, the body-size limit, Prometheus counts and latency, one access log line, and a
-    JSON 500 that carries the request id for anything unhandled."""
+    request ids, the body-size limit and body timeout (counted on the bytes received, for any
+    transfer encoding), Prometheus counts and latency, one access log line, and a JSON 500 that
+    carries the request id for anything unhandled."""
 
     def __init__(
         self, app: ASGIApp, service: str, settings: ServiceSettings, http: HttpMetrics
@@ -47,29 +50,59 @@ class ObserveRequests:
         length = headers.get("content-length")
         limit = self.settings.max_request_bytes
         if length and length.isdigit() and int(length) > limit:
-            response = JSONResponse(
-                {"detail": f"request body over {limit} bytes"},
-                status_code=413,
-                headers={"x-request-id": rid},
-            )
-            await response(scope, receive, send)
+            await _refuse(send, rid, 413, f"request body over {limit} bytes")
+            self._observe(scope, 413, 0.0)
             return
         status = 500
-        started_response = False
+        started_response = refused = body_done = False
+        received = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started_response
+            if refused:  # the app's answer to the disconnect it was given: already answered
+                return
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
                 MutableHeaders(scope=message)["x-request-id"] = rid
             await send(message)
 
+        async def counted_receive() -> Message:
+            """The body as it arrives, whatever the transfer encoding: past the limit (or
+            stalled past the body timeout) the request is answered at once, the connection
+            closed, and the app sees a disconnect; nothing more is read or kept."""
+            nonlocal received, body_done
+            if body_done or refused:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.settings.body_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                return await refuse(408, "request body not received in time")
+            if message["type"] != "http.request":
+                return message
+            received += len(message.get("body", b""))
+            body_done = not message.get("more_body", False)
+            if received > limit:
+                return await refuse(413, f"request body over {limit} bytes")
+            return message
+
+        async def refuse(code: int, detail: str) -> Message:
+            nonlocal status, started_response, refused
+            refused = True
+            if not started_response:
+                status, started_response = code, True
+                await _refuse(send, rid, code, detail)
+            return {"type": "http.disconnect"}
+
         token = request_id.set(rid)
         started = time.perf_counter()
         try:
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, counted_receive, send_with_id)
             except Exception:  # logged with its request id, answered as a JSON 500
+                if refused:  # the app failed on the disconnect it was given: answered already
+                    self._observe(scope, status, time.perf_counter() - started)
+                    return
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 if started_response:
                     raise
@@ -101,6 +134,19 @@ class ObserveRequests:
                 }
             },
         )
+
+
+async def _refuse(send: Send, rid: str, code: int, detail: str) -> None:
+    """A JSON error that also closes the connection (the rest of the body is never read)."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (b"x-request-id", rid.encode("latin-1", "replace")),
+    ]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def create_app(

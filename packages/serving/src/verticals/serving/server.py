@@ -1,14 +1,27 @@
-"""Run an app with uvicorn on the configured host and port (127.0.0.1 by default)."""
+"""Run an app with uvicorn on the configured host and port (127.0.0.1 by default), with
+timeouts on slow clients: a request head must arrive in time, a body must keep coming (the app
+factory's middleware) and idle keep-alive connections are closed."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from verticals.serving.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+_TIMEOUT_BODY = b'{"detail": "request head not received in time"}'
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
@@ -23,6 +36,82 @@ def freeze_loaded_objects() -> None:
     gc.freeze()
 
 
+class HeadDeadline(asyncio.Protocol):
+    """Mixed into uvicorn's HTTP/1.1 protocol (httptools or h11): a connection must deliver a
+    complete request head within ``head_timeout`` seconds of opening or of its previous response,
+    however slowly it trickles bytes in (uvicorn itself waits forever: its keep-alive timer is
+    reset by every byte). Past the deadline the connection gets a 408 (when part of a head was
+    sent) and is closed. A new request cycle (uvicorn's ``cycle``) means the head arrived."""
+
+    head_timeout: float = 10.0
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
+    _deadline: asyncio.TimerHandle | None = None
+    _waiting_on: Any = None
+    _got_bytes = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before a pipelined request's cycle may start inside uvicorn's handler
+        super().on_response_complete()  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._waiting_on, self._got_bytes = self.cycle, False
+        self._deadline = self.loop.call_later(self.head_timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.cycle is not self._waiting_on or self.transport.is_closing():
+            return  # a request head arrived in time
+        if self._got_bytes:
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+def guarded_protocol(head_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's default HTTP/1.1 protocol class with a request-head deadline."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    return type(
+        f"Guarded{AutoHTTPProtocol.__name__}",
+        (HeadDeadline, AutoHTTPProtocol),
+        {"head_timeout": head_timeout},
+    )
+
+
+def uvicorn_config(
+    app: FastAPI, settings: ServiceSettings, port: int | None = None, **options: Any
+) -> uvicorn.Config:
+    """The server every service runs (and tests start): the settings' host, port and timeouts."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        http=guarded_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        log_config=None,
+        access_log=False,
+        **options,
+    )
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Serve until SIGINT or SIGTERM. uvicorn shuts down gracefully, then re-raises the signal
     to the handler installed before it: SIGTERM then raises SystemExit instead of killing the
@@ -31,4 +120,4 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
 
     signal.signal(signal.SIGTERM, _exit_cleanly)
     freeze_loaded_objects()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.Server(uvicorn_config(app, settings)).run()

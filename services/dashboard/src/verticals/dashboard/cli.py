@@ -6,24 +6,22 @@ from typing import Annotated, Any
 
 import typer
 
+from verticals.core.cli import user_errors
+
 app = typer.Typer(help="Management dashboard of the suite.", no_args_is_help=True)
 
 
 @app.command()
+@user_errors
 def up(
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
 ) -> None:
     """Serve the dashboard on 127.0.0.1 (models, news, support, recommender)."""
-    from verticals.core.settings import SettingsError
     from verticals.dashboard.api import build_app
     from verticals.dashboard.settings import get_settings
     from verticals.serving.server import serve
 
-    try:
-        settings = get_settings(**({"port": port} if port else {}))
-    except SettingsError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    settings = get_settings(**({"port": port} if port else {}))
     app_ = build_app(settings)
     typer.echo(f"dashboard: http://{settings.host}:{settings.port}/")
     for name, url in settings.upstreams().items():
@@ -33,6 +31,7 @@ def up(
 
 
 @app.command()
+@user_errors
 def status() -> None:
     """Print whether each service the dashboard reads can be reached."""
     import asyncio

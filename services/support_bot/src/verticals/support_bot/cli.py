@@ -4,12 +4,12 @@ fine-tune. Heavy imports (torch, faiss, bm25s) happen inside the commands."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from verticals.core.cli import one_line_errors
 
 if TYPE_CHECKING:
     from verticals.support_bot.pipeline import SupportBot
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Customer-service bot over per-tenant knowledge bases.", no_args_is_help=True
 )
-F = TypeVar("F", bound=Callable[..., Any])
 DEMO = "demo"
 DOC_FORMATS = {
     ".md": "markdown",
@@ -29,22 +28,15 @@ DOC_FORMATS = {
 }
 
 
-def errors(func: F) -> F:
-    """Bad input becomes a one-line message naming the problem, not a traceback."""
+def _input_errors() -> tuple[type[Exception], ...]:
+    from verticals.support_bot.pipeline import UnknownTenant
+    from verticals.support_bot.text import InputError
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from verticals.core.settings import SettingsError
-        from verticals.support_bot.pipeline import UnknownTenant
-        from verticals.support_bot.text import InputError
+    return (InputError, UnknownTenant)
 
-        try:
-            return func(*args, **kwargs)
-        except (InputError, UnknownTenant, SettingsError, FileNotFoundError) as exc:
-            typer.secho(f"error: {exc.args[0] if exc.args else exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+errors = one_line_errors(also=_input_errors)
+"""Bad input or settings become a one-line message naming the problem, not a traceback."""
 
 
 def _settings(**overrides: Any) -> SupportSettings:
