@@ -95,7 +95,8 @@ def trained(tmp_path_factory: Any, encoder: Any, catalog: list[ItemIn]) -> dict[
     registry = ModelRegistry(root / "registry")
     result = train_tower_from_log(
         settings,
-        epochs=40,
+        epochs=60,
+        learning_rate=1e-2,
         registry=registry,
         log=lambda m: None,
         sequence={"dim": 32, "layers": 1, "max_length": 10, "dropout": 0.1, "id_dropout": 0.1},

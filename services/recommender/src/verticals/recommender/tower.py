@@ -175,6 +175,7 @@ def train_tower_from_log(
     registry: Any = None,
     log: Callable[[str], None] = print,
     sequence: dict[str, Any] | None = None,
+    learning_rate: float = 3e-3,
 ) -> dict[str, Any]:
     """Train a tower on the event log with the core; promote it only if its validation HR@10
     beats popularity's and the current tower's on the same users."""
@@ -197,7 +198,11 @@ def train_tower_from_log(
             data=DataConfig(path=Path(folder)),
             sequence=SequenceConfig(**(sequence or {})),
             training=TrainingConfig(
-                epochs=epochs, batch_size=64, learning_rate=1e-3, weight_decay=0.0, patience=4
+                epochs=epochs,
+                batch_size=64,
+                learning_rate=learning_rate,
+                weight_decay=0.0,
+                patience=5,
             ),
         )
         outcome = run_training(config, registry, show_progress=False, first_becomes_current=False)
