@@ -159,17 +159,27 @@ def evaluate(
 
 @app.command()
 def finetune(
-    max_pairs: Annotated[int, typer.Option(min=10)] = 4000,
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    encoder: Annotated[
+        bool, typer.Option("--encoder", help="Fine-tune the item encoder instead of the tower.")
+    ] = False,
+    max_pairs: Annotated[int, typer.Option(min=10, help="Encoder pairs.")] = 4000,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Default: 20 (tower), 1 (encoder).")
+    ] = None,
 ) -> None:
-    """Fine-tune the item encoder on (item, next item) and co-interaction pairs from the event
-    log; promote only if offline HR@10 and NDCG@10 improve."""
-    from verticals.recommender.finetune import finetune_from_log
-
+    """Train the user tower on the event log with the core (promoted only if its validation
+    HR@10 beats popularity and the current tower); with --encoder, fine-tune the item encoder
+    on (item, next item) pairs instead (promoted only if offline HR@10 and NDCG@10 improve)."""
     settings = _settings()
-    result = finetune_from_log(
-        settings, max_pairs=max_pairs, epochs=epochs, log=lambda m: typer.echo(m, err=True)
-    )
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if encoder:
+        from verticals.recommender.finetune import finetune_from_log
+
+        result = finetune_from_log(settings, max_pairs=max_pairs, epochs=epochs or 1, log=say)
+    else:
+        from verticals.recommender.tower import train_tower_from_log
+
+        result = train_tower_from_log(settings, epochs=epochs or 20, log=say)
     typer.echo(json.dumps(result, indent=2))
 
 
