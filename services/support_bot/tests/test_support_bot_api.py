@@ -41,8 +41,10 @@ def test_document_passages_are_answered_with_headings(client: TestClient, widget
 
 
 def test_out_of_scope_is_handed_off_and_staff_reply_lands(
-    client: TestClient, widget: str, demo_admin: str
+    client: TestClient, widget: str, demo_admin: str, sample: dict
 ) -> None:
+    from verticals.support_bot.api import session_token
+
     r = chat(client, widget, "who won the football match yesterday?", "handoff-1")
     body = r.json()
     assert body["kind"] == "handoff" and body["handoff_id"]
@@ -55,8 +57,11 @@ def test_out_of_scope_is_handed_off_and_staff_reply_lands(
         headers=admin,
     )
     assert reply.status_code == 200, reply.text
+    token = session_token(sample["settings"], "demo", "handoff-1")
     messages = client.get(
-        "/v1/sessions/handoff-1/messages", params={"tenant": "demo"}, headers={"X-API-Key": widget}
+        "/v1/sessions/handoff-1/messages",
+        params={"tenant": "demo"},
+        headers={"X-API-Key": widget, "X-Session-Token": token},
     ).json()
     assert [m["role"] for m in messages] == ["user", "bot", "staff"]
     closed = client.get(
@@ -147,8 +152,10 @@ def test_streaming_sends_the_same_answer(client: TestClient, widget: str) -> Non
 
 
 def test_keys_and_tenant_isolation(
-    client: TestClient, widget: str, demo_admin: str, make_tenant: Any
+    client: TestClient, widget: str, demo_admin: str, make_tenant: Any, sample: dict
 ) -> None:
+    from verticals.support_bot.api import session_token
+
     other = make_tenant("isolated")
     oa = {"X-API-Key": other["admin_key"]}
     r = client.post(
@@ -186,10 +193,11 @@ def test_keys_and_tenant_isolation(
     # a same-session id in another tenant never sees the other tenant's transcript
     body = chat(client, other["widget_key"], "do you sell bicycles", "answer-1", "isolated").json()
     assert [c["id"] for c in body["citations"]] == ["x1"]
+    token = session_token(sample["settings"], "isolated", "answer-1")
     msgs = client.get(
         "/v1/sessions/answer-1/messages",
         params={"tenant": "isolated"},
-        headers={"X-API-Key": other["widget_key"]},
+        headers={"X-API-Key": other["widget_key"], "X-Session-Token": token},
     ).json()
     assert all("invoice" not in m["text"] for m in msgs) and len(msgs) == 2
     # retrieval never crosses tenants: a demo question in the other tenant finds only x1

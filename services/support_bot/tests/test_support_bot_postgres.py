@@ -19,7 +19,7 @@ FAQ = (
 def test_api_round_trip_on_postgres(
     tmp_path: Path, encoder: Any, settings_factory: Any, root_key: str, postgres_url: str
 ) -> None:
-    from verticals.support_bot.api import build_app
+    from verticals.support_bot.api import build_app, session_token
     from verticals.support_bot.pipeline import SupportBot
 
     settings = settings_factory(tmp_path, database_url=postgres_url)
@@ -85,7 +85,10 @@ def test_api_round_trip_on_postgres(
         )
         assert r.status_code == 201, r.text
 
-        messages = client.get("/v1/sessions/s-1/messages?tenant=shop", headers=widget).json()
+        token = {"X-Session-Token": session_token(settings, "shop", "s-1")}
+        messages = client.get(
+            "/v1/sessions/s-1/messages?tenant=shop", headers={**widget, **token}
+        ).json()
         assert [m["role"] for m in messages] == ["user", "bot"] * 3 + ["staff"]
         assert messages[0]["text"] == "how do I return an item?\ufffd"
         entries = client.get("/v1/tenants/shop/entries", headers=admin).json()

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Security,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -31,6 +44,8 @@ from verticals.support_bot.schemas import (
     FeedbackIn,
     HandoffOut,
     MessageOut,
+    SessionIn,
+    SessionOut,
     StaffReply,
     TenantCreate,
     TenantKeys,
@@ -323,12 +338,44 @@ async def chat_stream(
     )
 
 
+def session_token(settings: SupportSettings, tenant: str, session_id: str) -> str:
+    """The per-session secret: an HMAC of (tenant, session) under a key derived from the
+    service admin key, so every replica computes the same one and nothing is stored."""
+    root = settings.admin_api_key.get_secret_value().encode()
+    secret = hashlib.sha256(b"verticals-support-session\0" + root).digest()
+    mac = hmac.new(secret, f"{tenant}\0{session_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+@router.post("/v1/sessions", status_code=201, response_model=SessionOut, tags=["chat"])
+def new_session(body: SessionIn, request: Request, caller: Auth, bot: Bot) -> SessionOut:
+    """A new conversation: a random session id and its token, which a widget key needs
+    (``X-Session-Token``) to read the transcript back. Only fresh ids get a token."""
+    caller.chat(bot, body.tenant)
+    session_id = f"w-{secrets.token_urlsafe(18)}"
+    token = session_token(request.app.state.settings, body.tenant, session_id)
+    return SessionOut(tenant=body.tenant, session_id=session_id, session_token=token)
+
+
 @router.get("/v1/sessions/{session_id}/messages", response_model=list[MessageOut], tags=["chat"])
 def session_messages(
-    session_id: str, tenant: str, caller: Auth, bot: Bot, after: int = 0
+    session_id: str,
+    tenant: str,
+    request: Request,
+    caller: Auth,
+    bot: Bot,
+    after: int = 0,
+    x_session_token: Annotated[str | None, Header()] = None,
 ) -> list[MessageOut]:
-    """A session's transcript (the widget polls it for staff replies)."""
+    """A session's transcript (the widget polls it for staff replies). A widget key (public,
+    in every page) also needs the session's token from ``POST /v1/sessions``."""
     caller.chat(bot, tenant)
+    if caller.role == "widget":
+        expected = session_token(request.app.state.settings, tenant, session_id)
+        if not x_session_token or not hmac.compare_digest(x_session_token, expected):
+            raise HTTPException(
+                403, "a widget key reads a transcript only with its X-Session-Token"
+            )
     rows = bot.store.recent_messages(tenant, session_id, 200)
     return [_message_out(m) for m in rows if m.id > after]
 
@@ -425,7 +472,7 @@ def build_app(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST"],
-        allow_headers=["X-API-Key", "Content-Type"],
+        allow_headers=["X-API-Key", "X-Session-Token", "Content-Type"],
     )
 
     @app.exception_handler(InputError)

@@ -73,6 +73,17 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=20_000)
 
 
+class SessionIn(BaseModel):
+    tenant: str = Field(min_length=1, max_length=64)
+
+
+class SessionOut(BaseModel):
+    tenant: str
+    session_id: str
+    session_token: str
+    """Sent as ``X-Session-Token`` to read the transcript back with a widget key."""
+
+
 class Citation(BaseModel):
     id: str
     title: str

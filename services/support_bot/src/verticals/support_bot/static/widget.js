@@ -9,11 +9,32 @@
   var tenant = script.getAttribute("data-tenant");
   var key = script.getAttribute("data-key");
   var title = script.getAttribute("data-title") || "Help";
-  var storeKey = "vsb-session-" + tenant;
-  var session = sessionStorage.getItem(storeKey);
-  if (!session) {
-    session = "w-" + Math.random().toString(36).slice(2) + Date.now().toString(36);
-    sessionStorage.setItem(storeKey, session);
+  // the conversation: an id and its token from POST /v1/sessions (the token lets this page, and
+  // only it, read the transcript back), asked for at the first question, kept for the tab
+  var storeKey = "vsb-session2-" + tenant;
+  var session = null, token = null, starting = null;
+  try {
+    var saved = JSON.parse(sessionStorage.getItem(storeKey) || "null");
+    if (saved && saved.id && saved.token) { session = saved.id; token = saved.token; }
+  } catch (e) { /* start a new one */ }
+  function ensureSession() {
+    if (session) { return Promise.resolve(); }
+    if (!starting) {
+      starting = fetch(base + "/v1/sessions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-API-Key": key },
+        body: JSON.stringify({ tenant: tenant })
+      }).then(function (res) {
+        return res.json().then(function (s) {
+          if (!res.ok) { throw new Error(s.detail || res.statusText); }
+          session = s.session_id;
+          token = s.session_token;
+          sessionStorage.setItem(storeKey, JSON.stringify({ id: session, token: token }));
+        });
+      });
+      starting.catch(function () { starting = null; });  // the next question tries again
+    }
+    return starting;
   }
   var lastSeen = 0;
 
@@ -86,10 +107,12 @@
     var div = bubble("bot", "");
     div.setAttribute("data-state", "streaming");
     var span = div.querySelector(".vsb-text");
-    return fetch(base + "/v1/chat/stream", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-API-Key": key },
-      body: JSON.stringify({ tenant: tenant, session_id: session, message: text })
+    return ensureSession().then(function () {
+      return fetch(base + "/v1/chat/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-API-Key": key },
+        body: JSON.stringify({ tenant: tenant, session_id: session, message: text })
+      });
     }).then(function (res) {
       if (!res.ok) {
         return res.json().then(function (e) { throw new Error(e.detail || res.statusText); });
@@ -129,7 +152,8 @@
     polling = true;
     setInterval(function () {
       fetch(base + "/v1/sessions/" + encodeURIComponent(session) + "/messages?tenant=" +
-        encodeURIComponent(tenant) + "&after=" + lastSeen, { headers: { "X-API-Key": key } })
+        encodeURIComponent(tenant) + "&after=" + lastSeen,
+        { headers: { "X-API-Key": key, "X-Session-Token": token } })
         .then(function (r) { return r.ok ? r.json() : []; })
         .then(function (rows) {
           rows.forEach(function (m) {
