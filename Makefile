@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup setup-browser setup-postgres test test-slow lint typecheck up down news-demo bench-core bench-news \
-	bench-support bench-recommend bench clean setup-news-data bench-news-model
+	bench-support bench-recommend bench clean setup-news-data bench-news-model soak
 
 setup: $(STAMP)
 
@@ -96,3 +96,9 @@ bench-recommend: setup
 	$(BIN)/python bench/recommender.py
 
 bench: bench-core bench-news bench-support bench-recommend
+
+# The three services and the broker under mixed load for 10 minutes, a news consumer and the
+# recommender killed and restarted -> bench/results/soak.json (not part of `make test`;
+# `python bench/soak.py --duration 30` is the short mode, tests/test_soak.py runs it).
+soak: setup
+	$(BIN)/python bench/soak.py
