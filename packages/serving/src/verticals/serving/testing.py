@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -43,9 +44,19 @@ def find_bin_dir() -> Path | None:
 
 
 def free_port() -> int:
+    """A port free at the time of asking. Racy (another process may take it before it is
+    used): only for external programs that must be told a port; retry on a bind failure."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bound_socket() -> socket.socket:
+    """A listening-ready socket on 127.0.0.1, port chosen by the kernel and held from now on:
+    hand it to the server (uvicorn's ``sockets=``, ``http.server``) instead of its port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 CHROMIUM_FLAGS = [
@@ -81,16 +92,20 @@ def chromium() -> Iterator[Any]:
 
 
 class LiveServer:
-    """An app under a real uvicorn server on a free 127.0.0.1 port, in a thread (lifespan
-    included), for tests that need a socket: browsers, other services, schemathesis."""
+    """An app under a real uvicorn server on 127.0.0.1, in a thread (lifespan included), for
+    tests that need a socket: browsers, other services, schemathesis. The socket is bound
+    (port 0) before the server starts and handed to it, so no other process can take the port."""
 
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.socket = bound_socket()
+        self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -101,6 +116,7 @@ class LiveServer:
         deadline = time.monotonic() + 60
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
+                self.socket.close()
                 raise RuntimeError("server did not start")
             time.sleep(0.05)
         return self
@@ -108,6 +124,57 @@ class LiveServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.socket.close()
+
+
+class ServiceProcess:
+    """A service command (e.g. ``verticals recommend up``) in a subprocess, told to listen on
+    port 0: the kernel picks a free port and uvicorn logs ``Uvicorn running on URL`` with the port
+    really bound, once startup is complete; that line is awaited (no port is chosen ahead and
+    raced for, no sleep)."""
+
+    def __init__(self, command: list[str], env: dict[str, str], timeout: float = 180) -> None:
+        self.command, self.env, self.timeout = command, env, timeout
+        self.lines: list[str] = []
+        self.url = ""
+        self._listening = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            found = re.search(r"Uvicorn running on (http://[0-9.]+:[0-9]+)", line)
+            if found and not self.url:
+                self.url = found.group(1)
+                self._listening.set()
+        self._listening.set()  # exited
+
+    def __enter__(self) -> ServiceProcess:
+        self.proc = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._listening.wait(self.timeout) or not self.url:
+            self.__exit__()
+            raise RuntimeError(f"{' '.join(self.command)} did not start:\n{self.output()[-3000:]}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class PostgresServer:
@@ -156,6 +223,20 @@ class PostgresServer:
             "--no-sync",
         )
         pwfile.unlink()
+        for attempt in range(3):  # the port was free when chosen; another process may take it
+            try:
+                self._pg_ctl_start()
+                return self
+            except RuntimeError:
+                log = self.root / "server.log"
+                taken = log.exists() and "could not bind" in log.read_text()
+                if not taken or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        (self.root / "server.log").unlink(missing_ok=True)
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -181,7 +262,6 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
