@@ -126,7 +126,8 @@ def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data
             assert first.url(name) in output  # each service prints its URL
         recs = httpx.get(first.url("recommender") + "/v1/users/new-user/recommendations?k=3")
         assert recs.status_code == 200
-        status = httpx.get(first.url("dashboard") + "/api/status", timeout=10).json()
+        dashboard = first.url("dashboard")  # its admin key is the local default too
+        status = httpx.get(dashboard + "/api/status", headers=ADMIN, timeout=10).json()
         assert all(s["available"] for s in status["services"]), status
         saved = httpx.post(
             first.url("support") + "/v1/tenants/demo/faq", json={"entries": [entry]}, headers=ADMIN

@@ -34,7 +34,10 @@ from verticals.serving.app import create_app
 STATIC = Path(__file__).parent / "static"
 CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
 
-router = APIRouter()
+router = APIRouter(responses={401: {"description": "not logged in, or a wrong X-API-Key"}})
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the login does not cover this (dashboard admin only, or another tenant)"}
+}
 
 
 def get_settings(request: Request) -> DashboardSettings:
@@ -97,7 +100,14 @@ def _session_body(who: Viewer | None) -> dict[str, Any]:
     return {"role": who.role if who else None, "tenant": who.tenant if who else None}
 
 
-@router.post("/api/login", tags=["dashboard"])
+@router.post(
+    "/api/login",
+    tags=["dashboard"],
+    responses={
+        403: {"description": "a widget or service key: not a login"},
+        503: {"description": "the support bot, which checks tenant keys, is down"},
+    },
+)
 async def login(body: LoginIn, request: Request, settings: Settings, upstreams: Upstreams) -> Any:
     """Log in with the dashboard admin key, or a support tenant's admin key (that tenant
     only). Sets the HttpOnly session cookie; 401 for a wrong key, 403 for a widget key."""
@@ -148,19 +158,19 @@ def config(settings: Settings, who: Anyone) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/status", tags=["dashboard"])
+@router.get("/api/status", tags=["dashboard"], responses=FORBIDDEN)
 async def status(upstreams: Upstreams, _: AdminOnly) -> dict[str, Any]:
     """Each service's health, or why it cannot be reached (dashboard admin)."""
     return await panels.status(upstreams)
 
 
-@router.get("/api/models", tags=["models"])
+@router.get("/api/models", tags=["models"], responses=FORBIDDEN)
 def models(registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Every registry task with its versions, card metrics and the current version."""
     return registry_view.list_models(registry)
 
 
-@router.post("/api/models/{task}/promote", tags=["models"])
+@router.post("/api/models/{task}/promote", tags=["models"], responses=FORBIDDEN)
 def promote(task: str, body: PromoteIn, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Make a version current; 409 with the registry's reason when it scores worse."""
     try:
@@ -171,7 +181,7 @@ def promote(task: str, body: PromoteIn, registry: Registry, _: AdminOnly) -> dic
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/api/models/{task}/rollback", tags=["models"])
+@router.post("/api/models/{task}/rollback", tags=["models"], responses=FORBIDDEN)
 def rollback(task: str, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Return to the version that was current before the last promotion."""
     try:
@@ -209,7 +219,7 @@ async def support(
     return await panels.support(upstream, tenants, settings.kb_entries)
 
 
-@router.post("/api/support/handoffs/{handoff_id}/reply", tags=["support"])
+@router.post("/api/support/handoffs/{handoff_id}/reply", tags=["support"], responses=FORBIDDEN)
 async def reply(
     handoff_id: int, body: ReplyIn, upstreams: Upstreams, who: LoggedIn
 ) -> dict[str, Any]:
@@ -224,7 +234,7 @@ async def reply(
         raise HTTPException(code, exc.message) from None
 
 
-@router.get("/api/recommender", tags=["recommender"])
+@router.get("/api/recommender", tags=["recommender"], responses=FORBIDDEN)
 async def recommender(
     upstreams: Upstreams, _: AdminOnly, k: Annotated[int, Query(ge=1, le=50)] = 5
 ) -> dict[str, Any]:
