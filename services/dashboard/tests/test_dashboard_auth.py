@@ -250,3 +250,17 @@ def test_sessions_expire() -> None:
     assert sessions.get(token) is not None and sessions.get(token + "x") is None
     time.sleep(0.3)
     assert sessions.get(token) is None
+
+
+def test_the_cookie_is_secure_outside_local_use(make_dashboard: Callable[..., Any]) -> None:
+    import secrets
+
+    key = secrets.token_urlsafe(32)
+    app = make_dashboard(
+        environment="production", admin_api_key=key, support_admin_key=secrets.token_urlsafe(32)
+    )
+    with TestClient(app, base_url="https://testserver") as client:
+        r = client.post("/api/login", json={"key": key})
+        assert r.status_code == 200, r.text
+        assert "Secure" in r.headers["set-cookie"]
+        assert client.get("/api/session").json()["role"] == "admin"
