@@ -92,12 +92,23 @@ class SequenceConfig(_Frozen):
     """0: full softmax over all items; N: the batch's items plus N uniformly sampled ones."""
 
 
+class RerankingConfig(_Frozen):
+    """The ``reranking`` kind: a cross-encoder (``verticals.core.reranking``)."""
+
+    negatives: int = Field(3, ge=0)
+    """Hard negatives mined per query from each of the base encoder and TF-IDF."""
+    candidates: int = Field(10, gt=0)
+    """Candidates per test query in the gate (the base encoder's top ones plus positives)."""
+    label_column: str = "label"
+    """Optional: 1 for a relevant passage, 0 for a labelled negative (default: all relevant)."""
+
+
 class TrainConfig(_Frozen):
     """Everything ``verticals train CONFIG`` needs."""
 
     task: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Registry name the trained model is filed under, e.g. ``news-sentiment-topic``."""
-    kind: Literal["classification", "embedding", "sequence"] = "classification"
+    kind: Literal["classification", "embedding", "sequence", "reranking"] = "classification"
     method: Literal["full", "lora"] = "full"
     data: DataConfig
     heads: dict[str, HeadConfig] = {}
@@ -105,12 +116,13 @@ class TrainConfig(_Frozen):
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()
     sequence: SequenceConfig = SequenceConfig()
+    reranking: RerankingConfig = RerankingConfig()
 
     @model_validator(mode="after")
     def _heads_match_kind(self) -> TrainConfig:
         if self.kind == "classification" and not self.heads:
             raise ValueError("a classification task needs at least one entry under 'heads'")
-        if self.kind in ("embedding", "sequence") and self.heads:
+        if self.kind in ("embedding", "sequence", "reranking") and self.heads:
             raise ValueError(f"an {self.kind} task takes no 'heads'")
         return self
 

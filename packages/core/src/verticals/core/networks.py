@@ -59,3 +59,19 @@ class MultiHeadClassifier(nn.Module):
 def head_probabilities(logits: torch.Tensor, head: Head) -> torch.Tensor:
     """Softmax for a multi-class head, independent sigmoids for a multi-label one."""
     return torch.sigmoid(logits) if head.multi_label else torch.softmax(logits, dim=-1)
+
+
+class CrossEncoderNet(nn.Module):
+    """A query and a passage read together (one sequence), mean-pooled, one relevance logit."""
+
+    def __init__(self, encoder: nn.Module, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        config: Any = encoder.config
+        self.head = nn.Linear(int(config.hidden_size), 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        return self.head(self.dropout(pooled)).squeeze(-1)

@@ -69,6 +69,10 @@ def run_training(
         from verticals.core.sequence import train_sequence
 
         return train_sequence(config, registry, show_progress, first_becomes_current)
+    if config.kind == "reranking":
+        from verticals.core.reranking import train_reranker
+
+        return train_reranker(config, registry, show_progress, first_becomes_current)
     with distributed.launch(config.training.device) as parallel:
         outcome = parallel.from_main(
             _train(config, registry, show_progress, first_becomes_current, parallel)

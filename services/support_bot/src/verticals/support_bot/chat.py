@@ -218,7 +218,7 @@ class Conversations:
         for d in drafts:
             candidates = d.candidates
             kind = decide(candidates, self.policy(d.turn.tenant))
-            confidence = candidates[0].cosine if candidates else 0.0
+            confidence = candidates[0].confidence if candidates else 0.0
             reworded = False
             if kind == "answer":
                 text = candidates[0].entry.body

@@ -44,14 +44,22 @@ class Evaluation:
         questions: Iterable[dict[str, Any]],
         mode: Mode = "hybrid",
         policy: Policy | None = None,
+        rerank: bool = True,
     ) -> dict[str, Any]:
-        """hit@1, hit@5, MRR on in-scope questions; handoff precision/recall on out-of-scope."""
+        """hit@1, hit@5, MRR on in-scope questions; handoff precision/recall on out-of-scope.
+        The reranker (when there is one) reorders hybrid candidates unless ``rerank`` is off."""
         policy = policy or self.policy(tenant)
         rows = list(questions)
         vectors = self.encoder.encode([r["question"] for r in rows]) if rows else None
         ranks, handoff_pred, handoff_true = [], [], []
         for i, row in enumerate(rows):
-            cands = self.retriever.retrieve(tenant, row["question"], mode, vector=vectors[i])  # type: ignore[index]
+            cands = self.retriever.retrieve(
+                tenant,
+                row["question"],
+                mode,
+                vector=vectors[i],  # type: ignore[index]
+                rerank=rerank and mode == "hybrid",
+            )
             expected = row.get("expected")
             if expected:
                 rank = next(
@@ -65,6 +73,7 @@ class Evaluation:
         predicted, actual = sum(handoff_pred), sum(handoff_true)
         return {
             "mode": mode,
+            "reranked": rerank and mode == "hybrid" and self.retriever.reranker is not None,
             "questions": len(rows),
             "in_scope": n,
             "out_of_scope": actual,
@@ -94,7 +103,7 @@ class Evaluation:
         confs = np.array(
             [
                 (
-                    c[0].cosine
+                    c[0].confidence
                     if (c := self.retriever.retrieve(tenant, r["question"], vector=v))
                     else 0.0
                 )
@@ -106,7 +115,10 @@ class Evaluation:
         cuts = np.concatenate(
             [[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]]
         )
-        reference = self.settings.handoff_threshold
+        reranker = self.retriever.reranker
+        reference = (
+            self.settings.handoff_threshold if reranker is None else self.settings.rerank_threshold
+        )
         best: tuple[float, float, float, float] = (-1.0, 0.0, 0.0, reference)
         for cut in cuts:
             pred = confs < cut
@@ -123,11 +135,13 @@ class Evaluation:
             "margin": self.settings.ambiguity_margin,
             "temperature": self.settings.temperature,
             "encoder": self.encoder.version,
+            "reranker": reranker.version if reranker is not None else None,
             "validation_questions": len(rows),
             "validation_f1": round(best[0], 4),
             "validation_precision": round(best[1], 4),
             "validation_recall": round(best[2], 4),
-            "method": "max handoff F1 over cut points of top-1 cosine (out-of-scope = positive)",
+            "method": "max handoff F1 over cut points of the top-1 confidence (reranker relevance,"
+            " else cosine; out-of-scope = positive)",
         }
         self.store.set_calibration(tenant, calibration)
         self.tenants.forget(tenant)

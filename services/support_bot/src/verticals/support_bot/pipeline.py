@@ -47,6 +47,23 @@ __all__ = [
 ]
 
 
+def load_reranker(settings: SupportSettings, registry: Any = None) -> Any:
+    """The registered reranker (``settings.reranker_task``), or None when there is none or
+    reranking is switched off."""
+    if not settings.rerank:
+        return None
+    from verticals.core.registry import ModelRegistry
+
+    registry = registry or ModelRegistry.default()
+    if registry.current_version(settings.reranker_task) is None:
+        return None
+    from verticals.core.reranking import Reranker
+
+    return Reranker.from_registry(
+        settings.reranker_task, registry, max_length=settings.rerank_max_length
+    )
+
+
 class SupportBot:
     """Thread-safe service object; the API and the CLI share it."""
 
@@ -57,6 +74,7 @@ class SupportBot:
         persist: bool = True,
         store: Store | None = None,
         registry: Any = None,
+        reranker: Any = None,
     ) -> None:
         from verticals.core.inference import Encoder
 
@@ -72,7 +90,8 @@ class SupportBot:
         self.persist = persist
         self.tenants = Tenants(self.store)
         self.knowledge = Knowledge(settings, self.store, self.encoder, self.tenants, persist)
-        self.retriever = Retriever(settings, self.encoder, self.knowledge)
+        self.reranker = load_reranker(settings, registry) if reranker is None else reranker or None
+        self.retriever = Retriever(settings, self.encoder, self.knowledge, self.reranker)
         self.conversations = Conversations(
             settings,
             self.store,
@@ -142,11 +161,17 @@ class SupportBot:
         k: int | None = None,
         vector: np.ndarray | None = None,
         boost_category: str | None = None,
+        rerank: bool = True,
     ) -> list[Candidate]:
-        return self.retriever.retrieve(tenant, query, mode, k, vector, boost_category)
+        return self.retriever.retrieve(tenant, query, mode, k, vector, boost_category, rerank)
 
     def policy(self, tenant: str) -> Policy:
-        return tenant_policy(self.tenants.row(tenant), self.encoder.version, self.settings)
+        return tenant_policy(
+            self.tenants.row(tenant),
+            self.encoder.version,
+            self.settings,
+            self.retriever.reranker.version if self.retriever.reranker is not None else None,
+        )
 
     # chat ----------------------------------------------------------------------------------
     @property
@@ -178,8 +203,9 @@ class SupportBot:
         questions: Iterable[dict[str, Any]],
         mode: Mode = "hybrid",
         policy: Policy | None = None,
+        rerank: bool = True,
     ) -> dict[str, Any]:
-        return self.evaluation.evaluate(tenant, questions, mode, policy)
+        return self.evaluation.evaluate(tenant, questions, mode, policy, rerank)
 
     def calibrate(self, tenant: str, questions: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return self.evaluation.calibrate(tenant, questions)

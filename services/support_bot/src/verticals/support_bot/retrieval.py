@@ -1,5 +1,7 @@
 """Retrieval: dense (FAISS) and BM25 candidates fused by weighted reciprocal rank fusion, each
-with its cosine similarity to the query and a softmax probability over the top five."""
+with its cosine similarity to the query and a softmax probability over the top five; then, when
+a reranker is registered, the top ``rerank_top`` re-ordered by the cross-encoder, whose relevance
+probability becomes each one's confidence."""
 
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ class Candidate:
     fused: float
     cosine: float
     prob: float = 0.0
+    relevance: float | None = None
+    """The reranker's probability that the entry answers the query (None: not reranked)."""
+
+    @property
+    def confidence(self) -> float:
+        return self.cosine if self.relevance is None else self.relevance
 
     def citation(self) -> dict[str, str]:
         return {
@@ -47,10 +55,34 @@ def softmax_probs(candidates: list[Candidate], temperature: float) -> None:
 
 
 class Retriever:
-    def __init__(self, settings: SupportSettings, encoder: Any, knowledge: Knowledge) -> None:
+    def __init__(
+        self,
+        settings: SupportSettings,
+        encoder: Any,
+        knowledge: Knowledge,
+        reranker: Any = None,
+    ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.knowledge = knowledge
+        self.reranker = reranker if settings.rerank else None
+
+    def rerank(self, queries: Sequence[str], found: list[list[Candidate]]) -> None:
+        """Re-order each query's top ``rerank_top`` candidates by the reranker (one pass for
+        every pair of every query); they keep their cosines, and gain a relevance."""
+        if self.reranker is None:
+            return
+        n = self.settings.rerank_top
+        pairs = [(q, c) for q, cands in zip(queries, found, strict=True) for c in cands[:n]]
+        if not pairs:
+            return
+        logits = self.reranker.logits(
+            [q for q, _ in pairs], [c.entry.index_text() for _, c in pairs]
+        )
+        for (_, c), logit in zip(pairs, logits, strict=True):
+            c.relevance = float(1.0 / (1.0 + np.exp(-logit)))
+        for cands in found:
+            cands[:n] = sorted(cands[:n], key=lambda c: -(c.relevance or 0.0))
 
     def retrieve(
         self,
@@ -60,13 +92,17 @@ class Retriever:
         k: int | None = None,
         vector: np.ndarray | None = None,
         boost_category: str | None = None,
+        rerank: bool = True,
     ) -> list[Candidate]:
-        """Fused candidates, best first, each with its cosine similarity to the query."""
+        """Fused (and reranked) candidates, best first, each with its cosine to the query."""
         index = self.knowledge.index(tenant)
         k = k or self.settings.candidates
         qvec = vector if vector is not None else self.encoder.encode([query])[0]
         dense = index.dense_many(qvec.reshape(1, -1), k)[0] if mode != "bm25" else []
-        return self.fuse(index, query, qvec, dense, mode, k, boost_category)
+        found = self.fuse(index, query, qvec, dense, mode, k, boost_category)
+        if rerank:
+            self.rerank([query], [found])
+        return found
 
     def retrieve_many(
         self,
@@ -75,14 +111,17 @@ class Retriever:
         vectors: np.ndarray,
         boosts: Sequence[str | None],
     ) -> list[list[Candidate]]:
-        """Hybrid candidates for several queries of one tenant: one dense search for all."""
+        """Hybrid candidates for several queries of one tenant: one dense search for all, one
+        reranker pass for all."""
         k = self.settings.candidates
         index = self.knowledge.index(tenant)
         dense = index.dense_many(vectors, k)
-        return [
+        found = [
             self.fuse(index, q, v, hits, "hybrid", k, boost)
             for q, v, hits, boost in zip(queries, vectors, dense, boosts, strict=True)
         ]
+        self.rerank(queries, found)
+        return found
 
     def fuse(
         self,

@@ -22,6 +22,18 @@ class SupportSettings(ServiceSettings):
     encoder_form: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
     """How the encoder runs. ONNX Runtime int8 (exported on first use) encodes short queries
     about 2x faster than torch fp32 at the same MRR on the sample questions (0.8895 vs 0.8896)."""
+    reranker_task: str = "support-reranker"
+    """Registry task of the cross-encoder reranker (``verticals support train-reranker``); when
+    it has a current version, the fused top candidates are re-ordered by it and its relevance
+    probability becomes the confidence the handoff threshold applies to."""
+    rerank: bool = True
+    """Use the reranker when one is registered."""
+    rerank_top: int = Field(5, gt=0, le=50)
+    """Fused candidates the reranker reads."""
+    rerank_max_length: int = Field(128, gt=8, le=512)
+    """Tokens of query plus passage the reranker reads (shorter: faster)."""
+    rerank_threshold: float = Field(0.5, ge=0, le=1)
+    """Reranker probability below which an uncalibrated tenant hands off."""
     intent_task_prefix: str = "support-intent-"
     """A tenant's optional intent classifier is the registry task ``<prefix><tenant>``."""
     handoff_threshold: float = Field(0.3, ge=0, le=1)
