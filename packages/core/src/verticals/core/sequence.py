@@ -359,7 +359,6 @@ class UserTower:
 
     @classmethod
     def from_directory(cls, folder: str | Path, version: str = "") -> UserTower:
-        import torch
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -367,7 +366,6 @@ class UserTower:
         config = SequenceConfig(**meta["config"])
         net = build_network(meta["text_dim"], len(meta["item_ids"]), config)
         net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 1)))
         return cls(net, config, meta["item_ids"], version)
 
     @classmethod
