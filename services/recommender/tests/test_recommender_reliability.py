@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from verticals.recommender.api import build_app
@@ -139,3 +140,19 @@ def test_start_replays_a_log_that_returns_to_an_old_item(
     restarted = make_engine()
     assert restarted.model.users["u"].events == 42
     assert next(reversed(restarted.model.users["u"].recent)) == restarted.meta.key_of[ids[0]]
+
+
+def test_an_event_file_with_a_far_future_row_is_refused_before_anything_is_stored(
+    tmp_path: Any,
+) -> None:
+    from verticals.core.data import DataError
+    from verticals.recommender.ingest import read_events
+
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,type,timestamp\n"
+        "u,sku-000001,view,2026-01-01T00:00:00Z\n"
+        f"u,sku-000002,purchase,{FAR_FUTURE}\n"
+    )
+    with pytest.raises(DataError, match="row 2: timestamp 9999-12-31"):
+        read_events(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from verticals.core.data import DataError, read_table
 from verticals.recommender.schemas import EventIn, ItemIn
 
+DEFAULT_MAX_SKEW_S = 300.0
+"""The recommender's default ``max_event_skew_s``."""
 ITEM_COLUMNS = {"id", "title", "description", "category", "tags", "price", "in_stock", "attributes"}
 MAX_ERRORS = 10
 
@@ -103,8 +106,11 @@ def read_items(path: str | Path) -> list[ItemIn]:
     return items
 
 
-def read_events(path: str | Path) -> list[EventIn]:
+def read_events(path: str | Path, max_skew_s: float = DEFAULT_MAX_SKEW_S) -> list[EventIn]:
+    """Every row checked first: one more than ``max_skew_s`` in the future is an error too
+    (the engine would refuse its batch after earlier batches were stored)."""
     path = Path(path)
+    latest = time.time() + max_skew_s
     frame = read_table(path)
     missing = [c for c in ("user_id", "item_id", "type") if c not in frame.columns]
     if missing:
@@ -121,6 +127,9 @@ def read_events(path: str | Path) -> list[EventIn]:
                     timestamp=None if _blank(ts) else ts,
                 )
             )
+            when = events[-1].timestamp
+            if when is not None and when.timestamp() > latest:
+                errors.append(f"row {number}: timestamp {when.isoformat()} is in the future")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
