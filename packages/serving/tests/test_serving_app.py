@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
@@ -13,6 +15,7 @@ from verticals.serving.app import create_app
 from verticals.serving.auth import hash_api_key, key_matches, new_api_key, require_admin_key
 from verticals.serving.database import Base, Database
 from verticals.serving.settings import ServiceSettings, load_settings
+from verticals.serving.types import IsoDatetime
 
 
 class DemoSettings(ServiceSettings):
@@ -115,3 +118,65 @@ def test_database_rolls_back_on_error(tmp_path) -> None:
         raise RuntimeError("boom")
     with db.session() as session:
         assert session.scalars(select(Note.id)).all() == ["a"]
+
+
+def make_resource_app() -> FastAPI:
+    settings = DemoSettings(admin_api_key="s3cret")  # type: ignore[arg-type]
+    router = APIRouter()
+    admin = require_admin_key(lambda: settings.admin_api_key.get_secret_value())
+
+    @router.get("/things/{thing_id}")
+    def get_thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.put("/things/{thing_id}", dependencies=[Depends(admin)])
+    def put_thing(thing_id: str, body: Echo) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @router.post("/things/batch")
+    def batch(body: Echo) -> dict[str, int]:
+        return {"count": body.count}
+
+    @router.get("/since")
+    def since(since: IsoDatetime | None = Query(None)) -> dict[str, str | None]:
+        return {"since": since.isoformat() if isinstance(since, datetime) else None}
+
+    return create_app("demo", settings, [router])
+
+
+def test_a_405_lists_every_method_of_the_path() -> None:
+    """Starlette's Allow named only the first matching route's methods."""
+    client = TestClient(make_resource_app())
+    response = client.options("/things/1")
+    assert response.status_code == 405 and response.headers["allow"] == "GET, PUT"
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert client.delete("/things/1").headers["allow"] == "GET, PUT"
+
+
+def test_a_concrete_path_takes_precedence_over_a_template() -> None:
+    """As OpenAPI reads paths: /things/batch is not /things/{thing_id} with id 'batch'."""
+    client = TestClient(make_resource_app())
+    response = client.get("/things/batch")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert client.post("/things/batch", json={"text": "a", "count": 2}).json() == {"count": 2}
+    assert client.get("/things/other").json() == {"id": "other"}
+
+
+def test_common_errors_are_documented() -> None:
+    paths = TestClient(make_resource_app()).get("/openapi.json").json()["paths"]
+    assert {"400", "408", "413", "422"} <= set(paths["/things/batch"]["post"]["responses"])
+    put = paths["/things/{thing_id}"]["put"]["responses"]
+    assert {"400", "401", "404", "408", "413", "422"} <= set(put)
+    assert put["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert "404" in paths["/things/{thing_id}"]["get"]["responses"]
+    assert "401" not in paths["/things/{thing_id}"]["get"]["responses"]
+
+
+def test_a_datetime_query_refuses_bare_numbers() -> None:
+    client = TestClient(make_resource_app())
+    for number in ("0.5", "1700000000", "-3", "1e9"):
+        response = client.get("/since", params={"since": number})
+        assert response.status_code == 422, number
+        assert "ISO 8601" in response.json()["detail"]
+    ok = client.get("/since", params={"since": "2026-01-31T12:00:00Z"})
+    assert ok.status_code == 200 and ok.json()["since"].startswith("2026-01-31T12:00:00")

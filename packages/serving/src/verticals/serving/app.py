@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -168,6 +170,7 @@ def create_app(
     app.state.metrics_registry = registry = registry or CollectorRegistry()
     http = HttpMetrics(registry, service)
 
+    app.add_middleware(AllowedMethods, router=app.router)
     app.add_middleware(ObserveRequests, service=service, settings=settings, http=http)
 
     @app.exception_handler(RequestValidationError)
@@ -188,7 +191,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
-    _document_validation_errors(app)
+    _document_responses(app)
     return app
 
 
@@ -212,15 +215,124 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 comes with request validation failures (``_invalid``), a route's own 422 has ``detail`` only."""
 
 
-def _document_validation_errors(app: FastAPI) -> None:
-    """Make the OpenAPI schema describe the 422 body the app really sends."""
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    detail: str
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (a body that is not valid JSON or UTF-8, or bad content)",
+    401: "Missing or invalid X-API-Key",
+    403: "The key may not do this",
+    404: "Something the request names does not exist",
+    408: "The request body did not arrive in time",
+    409: "Conflicts with the current state",
+    413: "Request body over the size limit",
+    503: "A service this one depends on is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Documented error answers (``{"detail": ...}``) for a router's or a route's ``responses``."""
+    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+def _document_responses(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe what the app really answers: our 422 body, and the errors
+    every route of a kind can get from the app factory or the auth dependency: 400, 408 and 413
+    with a request body, 401 with an API key, 404 with a path parameter."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = build()
-        schemas = schema.get("components", {}).get("schemas", {})
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         if "HTTPValidationError" in schemas:
             schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+        schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+        for operation in _operations(schema):
+            codes = []
+            if "requestBody" in operation:
+                codes += [400, 408, 413]
+            if operation.get("security"):
+                codes.append(401)
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                codes.append(404)
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(
+                    str(code),
+                    {
+                        "description": ERROR_DESCRIPTIONS[code],
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorBody"}
+                            }
+                        },
+                    },
+                )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+    return [
+        operation
+        for item in schema.get("paths", {}).values()
+        for method, operation in item.items()
+        if method in methods
+    ]
+
+
+class AllowedMethods:
+    """A 405 with an ``Allow`` header that lists every method the URL supports (Starlette lists
+    only the first matching route's). As OpenAPI reads paths, a concrete path
+    (``/v1/items/delete``) takes precedence over a templated one (``/v1/items/{item_id}``): the
+    other methods of a concrete path get a 405 instead of reaching the templated route."""
+
+    def __init__(self, app: ASGIApp, router: APIRouter) -> None:
+        self.app = app
+        self.router = router
+        self._table: list[tuple[re.Pattern[str], bool, frozenset[str]]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.allowed(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                response = JSONResponse(
+                    {"detail": "Method Not Allowed"},
+                    status_code=405,
+                    headers={"Allow": ", ".join(sorted(allowed))},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def allowed(self, path: str) -> set[str]:
+        """Methods of the routes with this path (concrete paths first); empty when none has."""
+        matching = [(concrete, methods) for rx, concrete, methods in self.table() if rx.match(path)]
+        chosen = [methods for concrete, methods in matching if concrete] or [
+            methods for _, methods in matching
+        ]
+        return {method for methods in chosen for method in methods}
+
+    def table(self) -> list[tuple[re.Pattern[str], bool, frozenset[str]]]:
+        """(path regex, concrete, methods) of every route, included routers' flattened."""
+        if self._table is None:
+            self._table = [
+                (route.path_regex, not route.param_convertors, frozenset(route.methods))
+                for route in _flat_routes(self.router)
+                if route.methods and getattr(route, "path_regex", None) is not None
+            ]
+        return self._table
+
+
+def _flat_routes(router: APIRouter) -> list[Any]:
+    """Every route, those of included routers too (FastAPI >= 0.16x keeps these nested)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI copies included routes into the app's router
+        return list(router.routes)
+    return list(iter_route_contexts(router.routes))

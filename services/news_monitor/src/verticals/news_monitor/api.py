@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from verticals.news_monitor.store import NewsStore
+from verticals.serving.types import IsoDatetime
 
 router = APIRouter(tags=["news"])
 
@@ -28,7 +29,7 @@ def alerts(
     store: Store,
     key: Annotated[str | None, Query(max_length=300, description="e.g. ticker:HLVB")] = None,
     rule: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="window end at or after")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="window end at or after")] = None,
     min_score: Annotated[float | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def trends(
     store: Store,
     topic: Annotated[str | None, Query(max_length=64)] = None,
     bucket_minutes: Annotated[int, Query(ge=1, le=1440)] = 15,
-    since: Annotated[datetime | None, Query()] = None,
+    since: Annotated[IsoDatetime | None, Query()] = None,
     format: Annotated[Literal["json", "png"], Query()] = "json",
 ) -> dict[str, Any] | Response:
     """Negative share per topic over event time, as JSON or a PNG chart."""

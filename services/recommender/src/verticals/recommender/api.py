@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
 from verticals.recommender.catalog import Filters
 from verticals.recommender.pipeline import Recommender, RecommenderError
@@ -24,8 +25,8 @@ from verticals.recommender.schemas import (
     UpsertResult,
 )
 from verticals.recommender.settings import RecommenderSettings
-from verticals.serving.app import create_app
-from verticals.serving.auth import require_admin_key
+from verticals.serving.app import create_app, error_responses
+from verticals.serving.auth import API_KEY_HEADER, require_admin_key
 
 
 async def get_engine(request: Request) -> Recommender:
@@ -36,9 +37,8 @@ Engine = Annotated[Recommender, Depends(get_engine)]
 router = APIRouter(prefix="/v1")
 
 
-def _admin(request: Request) -> str:
+def _admin(request: Request, key: str | None = Security(API_KEY_HEADER)) -> str:
     settings: RecommenderSettings = request.app.state.settings
-    key = request.headers.get("x-api-key")
     return require_admin_key(lambda: settings.admin_api_key.get_secret_value())(key)
 
 
@@ -108,9 +108,10 @@ async def similar(item_id: str, engine: Engine, filters: FilterDep, k: K = 10) -
     }
 
 
-@router.post("/events", response_model=EventResult)
+@router.post("/events", response_model=EventResult, responses=error_responses(404))
 def events(
-    engine: Engine, body: Annotated[EventIn | EventBatch | list[EventIn], Body()]
+    engine: Engine,
+    body: Annotated[EventIn | EventBatch | Annotated[list[EventIn], Field(min_length=1)], Body()],
 ) -> EventResult:
     """One event, ``{"events": [...]}`` or a JSON list; unknown items reject the whole batch."""
     batch = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
 EventType = Literal["view", "click", "add_to_cart", "purchase"]
 ItemId = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
@@ -21,8 +21,8 @@ class ItemIn(BaseModel):
     description: str = Field("", max_length=10_000)
     category: str = Field("", max_length=200)
     tags: list[str] = Field(default_factory=list, max_length=50)
-    price: float | None = Field(None, ge=0)
-    in_stock: bool = True
+    price: StrictFloat | None = Field(None, ge=0)
+    in_stock: StrictBool = True
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     def text(self) -> str:

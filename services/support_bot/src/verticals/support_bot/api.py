@@ -29,7 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from verticals.serving.app import create_app
+from verticals.serving.app import create_app, error_responses
 from verticals.serving.auth import API_KEY_HEADER
 from verticals.support_bot.batching import ChatBatcher
 from verticals.support_bot.pipeline import Reply, SupportBot, UnknownTenant
@@ -55,7 +55,9 @@ from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Entry, Handoff, Message
 from verticals.support_bot.text import EntryIn, InputError
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(400, 403, 404))
+"""Any route may get content the bot refuses (400), name a tenant its key may not use (403)
+or one that does not exist (404)."""
 
 
 async def get_bot(request: Request) -> SupportBot:
