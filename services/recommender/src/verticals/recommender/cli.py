@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from verticals.core.cli import user_errors
+
 app = typer.Typer(
     help="Recommendations: catalog, events, serving, evaluation and fine-tuning.",
     no_args_is_help=True,
@@ -23,14 +25,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings(**overrides: Any) -> Any:
-    from verticals.core.settings import SettingsError
     from verticals.recommender.settings import RecommenderSettings
     from verticals.serving.settings import load_settings
 
-    try:
-        return load_settings(RecommenderSettings, **overrides)
-    except SettingsError as exc:
-        raise _fail(str(exc)) from None
+    return load_settings(RecommenderSettings, **overrides)
 
 
 def _engine(settings: Any) -> Any:
@@ -40,6 +38,7 @@ def _engine(settings: Any) -> Any:
 
 
 @app.command()
+@user_errors
 def up(
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
     catalog: Annotated[
@@ -83,6 +82,7 @@ def _import(engine: Any, path: Path) -> tuple[int, int]:
 
 
 @app.command("import")
+@user_errors
 def import_items(file: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet.")]) -> None:
     """Upsert catalog items from a file (id, title, description, category, tags, price,
     in_stock, attributes; other columns become attributes)."""
@@ -94,6 +94,7 @@ def import_items(file: Annotated[Path, typer.Argument(help="CSV, JSONL or Parque
 
 
 @app.command()
+@user_errors
 def delete(
     ids: Annotated[list[str] | None, typer.Argument(help="Item ids.")] = None,
     file: Annotated[Path | None, typer.Option(help="File with an 'id' column.")] = None,
@@ -117,6 +118,7 @@ def delete(
 
 
 @app.command()
+@user_errors
 def events(
     file: Annotated[Path, typer.Argument(help="user_id, item_id, type, timestamp.")],
 ) -> None:
@@ -143,6 +145,7 @@ def events(
 
 
 @app.command("eval")
+@user_errors
 def evaluate(
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     tune: Annotated[bool, typer.Option(help="Tune blend weights on the validation split.")] = True,
@@ -158,6 +161,7 @@ def evaluate(
 
 
 @app.command()
+@user_errors
 def finetune(
     encoder: Annotated[
         bool, typer.Option("--encoder", help="Fine-tune the item encoder instead of the tower.")
@@ -184,6 +188,7 @@ def finetune(
 
 
 @app.command()
+@user_errors
 def sample(
     n: Annotated[int, typer.Option(min=1)] = 300,
     out: Annotated[Path, typer.Option()] = Path("shared/recommender/sample_catalog.jsonl"),
