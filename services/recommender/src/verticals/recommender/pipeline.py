@@ -268,15 +268,15 @@ class Recommender:
             # the model is rebuilt from the log (which holds these events) instead.
             try:
                 for row in sorted(rows, key=lambda r: r["ts"]):
-                    self.model.ingest(
-                        row["user_id"], self.meta.key_of[row["item_id"]], row["type"], row["ts"]
-                    )
+                    key = self.meta.key_of[row["item_id"]]
+                    self.model.ingest(row["user_id"], key, row["type"], row["ts"])
+                    if self.tower is not None:
+                        self.tower.observe(row["user_id"], key)
             except Exception:
                 log.exception("applying committed events failed; rebuilding from the log")
                 self._replay()
-            if self.tower is not None:
-                for row in sorted(rows, key=lambda r: r["ts"]):
-                    self.tower.observe(row["user_id"], self.meta.key_of[row["item_id"]])
+                if self.tower is not None:
+                    self.use_tower(self.tower.tower)
         return len(rows)
 
     # ---- recommendations -----------------------------------------------------------------
