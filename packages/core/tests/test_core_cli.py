@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -15,9 +17,27 @@ runner = CliRunner()
 
 
 def test_help_is_instant_and_imports_no_torch() -> None:
+    """``verticals --help`` with every plug-in loaded, in a fresh interpreter: well under a
+    second of CPU (measured: ~0.3 s). CPU time, not the wall clock: on a shared 2-core machine
+    the wall clock measures the neighbours (5 s seen at a load of 20 for 0.3 s of CPU)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "verticals.core.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    assert "support" in out and "recommend" in out  # the plug-ins were loaded
+    assert cpu < 1.5, f"--help took {cpu:.2f} s of CPU"
+    assert wall < 30, f"--help took {wall:.1f} s"
     code = (
         "import sys; from verticals.core import cli; cli._add_plugins();"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+        "heavy = {'torch', 'transformers', 'faiss', 'kafka', 'sentence_transformers'};"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -151,19 +151,65 @@ def recommender_service(
 
 
 # ---- the registry and the dashboard ------------------------------------------------------------
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """JSON lines (split on newlines only: tweets may hold U+2028)."""
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+@pytest.fixture(scope="session")
+def worse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A really worse news model: the shipped model's config, trained one epoch on the shipped
+    model's own test rows with the texts shuffled across labels, except in its own test split,
+    whose rows keep their real labels (so re-scoring the current model on it is meaningful)."""
+    import random
+
+    from verticals.core.config import TrainConfig
+    from verticals.core.data import split_indices
+    from verticals.core.registry import ModelRegistry
+    from verticals.core.training import load_dataset, run_training
+    from verticals.news_monitor.settings import shared_dir
+
+    folder = tmp_path_factory.mktemp("worse")
+    shipped = shared_dir() / "model"
+    rows = _rows(shipped / "test.jsonl")
+    path = folder / "rows.jsonl"
+    config_data = json.loads((shipped / "card.json").read_text())["config"]
+    config_data["data"]["path"] = str(path)
+    config_data["training"].update(epochs=1, patience=0)
+    config = TrainConfig.model_validate(config_data)
+    assert config.task == TASK
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_dataset(config)  # the split the core will draw: stratified on the first head
+    d = config.data
+    first = data.heads[0].name
+    split = split_indices(
+        len(data), d.validation_fraction, d.test_fraction, d.split_seed, data.targets[first]
+    )
+    movable = split.train + split.validation
+    texts = [rows[i]["text"] for i in movable]
+    random.Random(0).shuffle(texts)
+    for i, text in zip(movable, texts, strict=True):
+        rows[i] = {**rows[i], "text": text}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outcome = run_training(config, ModelRegistry(folder / "registry"), show_progress=False)
+    real = {json.dumps(r, sort_keys=True) for r in _rows(shipped / "test.jsonl")}
+    for row in _rows(outcome.path / "test.jsonl"):  # its test rows are real rows, unshuffled
+        assert json.dumps(row, sort_keys=True) in real, row
+    return outcome.path
+
+
 @pytest.fixture
-def registry(tmp_path: Path) -> Any:
-    """A registry holding the shipped news model three times: v1 current, v2 as good (the same
-    card, so the same score on the same test set), v3 worse (its card's macro-F1 lowered on the
-    same test set), so the registry refuses to promote it."""
+def registry(tmp_path: Path, worse_model: Path) -> Any:
+    """A registry holding the shipped news model twice (v1 current, v2 as good: the same card,
+    so the same score on the same test set) and a really worse model as v3 (trained on shuffled
+    labels, its own real test set: the registry re-scores v1 on it and refuses v3)."""
     from verticals.core.registry import ModelRegistry
     from verticals.news_monitor.settings import shared_dir
 
     reg = ModelRegistry(tmp_path / "registry")
-    for _ in range(3):
+    for _ in range(2):
         reg.import_version(shared_dir() / "model")
-    card = reg.card(TASK, 3)
-    reg.update_card(TASK, 3, metrics={**card["metrics"], "macro_f1": 0.5})
+    reg.import_version(worse_model)
     return reg
 
 

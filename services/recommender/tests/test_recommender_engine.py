@@ -123,6 +123,18 @@ def test_read_items_from_csv_jsonl_parquet(tmp_path: Path, catalog: list[ItemIn]
         read_events(tmp_path / "e.csv")
 
 
+def stored_titles(data_dir: Path) -> dict[str, str]:
+    """What the service's database holds: item id -> title."""
+    from verticals.recommender.settings import RecommenderSettings
+    from verticals.recommender.store import Store
+
+    store = Store(RecommenderSettings(data_dir=data_dir).sqlalchemy_url("recommender"))
+    with store.session() as session:
+        items = {d["id"]: d["title"] for _, d in store.item_texts(session)}
+    store.db.dispose()
+    return items
+
+
 def test_cli_import_and_delete(tmp_path: Path, catalog: list[ItemIn], monkeypatch: Any) -> None:
     from typer.testing import CliRunner
 
@@ -140,11 +152,13 @@ def test_cli_import_and_delete(tmp_path: Path, catalog: list[ItemIn], monkeypatc
         "updated": 0,
         "items": 4,
     }
+    assert stored_titles(tmp_path / "data") == {it.id: it.title for it in catalog[:4]}
     result = runner.invoke(app, ["delete", catalog[0].id, "ghost"])
     assert json.loads(result.output.strip().splitlines()[-1]) == {
         "deleted": 1,
         "missing": ["ghost"],
     }
+    assert stored_titles(tmp_path / "data") == {it.id: it.title for it in catalog[1:4]}
     bad = tmp_path / "bad.csv"
     bad.write_text("id,title,price\na,Thing,-3\n")
     result = runner.invoke(app, ["import", str(bad)])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from verticals.serving.testing import LiveServer, free_port
+from verticals.serving.testing import LiveServer
 
 ROOT_KEY = "test-root-key"
 
@@ -78,11 +78,6 @@ def make_tenant(client: TestClient) -> Any:
 @pytest.fixture(scope="session")
 def settings_factory() -> Any:
     return make_settings
-
-
-@pytest.fixture(scope="session")
-def port_factory() -> Any:
-    return free_port
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from threading import Thread
+from threading import Event, Thread
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -96,38 +96,33 @@ def test_staff_resolution_becomes_feedback(client: TestClient, widget: str, samp
     assert bad.status_code == 400 and "no-such-entry" in bad.json()["detail"]
 
 
-def test_webhook_receives_handoffs(
-    tmp_path: Any, encoder: Any, settings_factory: Any, port_factory: Any
-) -> None:
+def test_webhook_receives_handoffs(tmp_path: Any, encoder: Any, settings_factory: Any) -> None:
     from verticals.support_bot.pipeline import SupportBot
 
     received: list[dict] = []
+    delivered = Event()
 
     class Hook(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
+            delivered.set()
 
         def log_message(self, *args: Any) -> None:
             pass
 
-    port = port_factory()
-    server = HTTPServer(("127.0.0.1", port), Hook)
+    server = HTTPServer(("127.0.0.1", 0), Hook)  # the kernel picks the port: no race
+    port = server.server_address[1]
     Thread(target=server.handle_request, daemon=True).start()
     settings = settings_factory(tmp_path, webhook_url=f"http://127.0.0.1:{port}/hook")
     bot = SupportBot(settings, encoder=encoder, persist=False)
     bot.create_tenant("hooks")
     reply = bot.chat("hooks", "s", "anything at all?")  # empty knowledge base: hand off
     assert reply.kind == "handoff"
-    import time
-
-    for _ in range(100):
-        if received:
-            break
-        time.sleep(0.05)
+    assert delivered.wait(30), "the webhook was not called"
     server.server_close()
-    assert received and received[0]["id"] == reply.handoff_id and received[0]["tenant"] == "hooks"
+    assert received[0]["id"] == reply.handoff_id and received[0]["tenant"] == "hooks"
 
 
 def test_streaming_sends_the_same_answer(client: TestClient, widget: str) -> None:
