@@ -264,3 +264,23 @@ def test_the_cookie_is_secure_outside_local_use(make_dashboard: Callable[..., An
         assert r.status_code == 200, r.text
         assert "Secure" in r.headers["set-cookie"]
         assert client.get("/api/session").json()["role"] == "admin"
+
+
+def test_bad_input_is_a_4xx_never_a_500(
+    make_dashboard: Callable[..., Any], support_bot: dict[str, Any], registry: Any
+) -> None:
+    app = make_dashboard(support_url=support_bot["url"])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        # a key that cannot travel in an HTTP header is refused, not forwarded
+        for key in ("ключ", "a\nb", "tab\tkey"):
+            assert client.post("/api/login", json={"key": key}).status_code == 422, key
+        admin = {"X-API-Key": DASHBOARD_KEY}
+        promote = f"/api/models/{TASK}/promote"
+        for body in ({"version": "2"}, {"version": True}, {"version": 2, "force": 0}):
+            assert client.post(promote, json=body, headers=admin).status_code == 422, body
+        assert client.post(promote, json={"version": 2.0}, headers=admin).status_code == 200
+        assert registry.current_version(TASK) == 2
+        reply = {"tenant": "acme", "text": "hi"}
+        for handoff in (0, 2**63):
+            r = client.post(f"/api/support/handoffs/{handoff}/reply", json=reply, headers=admin)
+            assert r.status_code == 422, r.text

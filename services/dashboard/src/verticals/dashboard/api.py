@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -38,6 +39,17 @@ router = APIRouter(responses={401: {"description": "not logged in, or a wrong X-
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"description": "the login does not cover this (dashboard admin only, or another tenant)"}
 }
+MODEL_ACTION = {
+    **FORBIDDEN,
+    404: {"description": "no such task or version"},
+    409: {"description": "refused by the registry (a worse model, or nothing to roll back to)"},
+}
+REPLY = {
+    **FORBIDDEN,
+    404: {"description": "the support bot has no such tenant or handoff"},
+    503: {"description": "the support bot is down"},
+}
+MAX_ROW_ID = 2**63 - 1
 
 
 def get_settings(request: Request) -> DashboardSettings:
@@ -170,7 +182,7 @@ def models(registry: Registry, _: AdminOnly) -> dict[str, Any]:
     return registry_view.list_models(registry)
 
 
-@router.post("/api/models/{task}/promote", tags=["models"], responses=FORBIDDEN)
+@router.post("/api/models/{task}/promote", tags=["models"], responses=MODEL_ACTION)
 def promote(task: str, body: PromoteIn, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Make a version current; 409 with the registry's reason when it scores worse."""
     try:
@@ -181,7 +193,7 @@ def promote(task: str, body: PromoteIn, registry: Registry, _: AdminOnly) -> dic
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/api/models/{task}/rollback", tags=["models"], responses=FORBIDDEN)
+@router.post("/api/models/{task}/rollback", tags=["models"], responses=MODEL_ACTION)
 def rollback(task: str, registry: Registry, _: AdminOnly) -> dict[str, Any]:
     """Return to the version that was current before the last promotion."""
     try:
@@ -219,9 +231,12 @@ async def support(
     return await panels.support(upstream, tenants, settings.kb_entries)
 
 
-@router.post("/api/support/handoffs/{handoff_id}/reply", tags=["support"], responses=FORBIDDEN)
+@router.post("/api/support/handoffs/{handoff_id}/reply", tags=["support"], responses=REPLY)
 async def reply(
-    handoff_id: int, body: ReplyIn, upstreams: Upstreams, who: LoggedIn
+    handoff_id: Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)],
+    body: ReplyIn,
+    upstreams: Upstreams,
+    who: LoggedIn,
 ) -> dict[str, Any]:
     """Answer a handoff as staff; the customer's widget shows the reply."""
     if who.role == "tenant" and body.tenant != who.tenant:

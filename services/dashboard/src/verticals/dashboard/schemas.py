@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(min_length=1, max_length=512)
+    key: str = Field(min_length=1, max_length=512, pattern=r"^[ -~]+$")
     """The dashboard admin key, or a support tenant's admin key."""
 
 
@@ -16,8 +16,16 @@ class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1)
-    force: bool = False
+    force: bool = Field(False, strict=True)
     """Promote even when the candidate scores worse than the current model."""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        """A JSON integer (``2`` or ``2.0``), not a string or a boolean."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be an integer")
+        return value
 
 
 class ReplyIn(BaseModel):
