@@ -9,8 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from verticals.news_monitor.alerts import AlertEngine, Observation
-from verticals.news_monitor.consumer import NewsMonitor, ensure_topics, make_producer
+from verticals.news_monitor.consumer import (
+    DLQ_FALLBACK_BYTES,
+    NewsMonitor,
+    ensure_topics,
+    make_producer,
+)
 from verticals.news_monitor.feed import produce, read_lines, refresh
 from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import NewsSettings, shared_dir
@@ -109,9 +116,14 @@ def test_a_stored_far_future_watermark_is_clamped_on_start(tmp_path: Path, model
     assert any(a.key == "topic:markets" for a in fired)
 
 
+@pytest.mark.parametrize("dlq_max_bytes", [None, 2_000_000])
 def test_a_near_1mb_invalid_item_is_dead_lettered_truncated(
-    settings: NewsSettings, model: Any
+    broker: Any, model: Any, tmp_path: Path, request: Any, dlq_max_bytes: int | None
 ) -> None:
+    """Cut to ``dlq_max_bytes``; with a limit set above what the producer sends (2 MB), the
+    producer's refusal makes the dead letter go out cut to 16 KB instead."""
+    extra = {"dlq_max_bytes": dlq_max_bytes} if dlq_max_bytes else {}
+    settings = make_settings(broker.bootstrap, request.node.nodeid, tmp_path, **extra)
     ensure_topics(settings)
     huge = b'{"id": "big", "title": "' + b"x" * (1_048_576 - 300)  # invalid JSON, ~1 MB
     producer = make_producer(settings, max_request_size=2_000_000)
@@ -140,4 +152,7 @@ def test_a_near_1mb_invalid_item_is_dead_lettered_truncated(
     assert headers["error"] == "invalid_json" and headers["truncated"] == "true"
     assert int(headers["original_size"]) == len(huge)
     assert len(dead[0].value) < len(huge) and huge.startswith(dead[0].value)
-    assert len(dead[0].value) > 900_000  # as much as fits, not an empty placeholder
+    if dlq_max_bytes is None:
+        assert len(dead[0].value) > 900_000  # as much as fits, not an empty placeholder
+    else:
+        assert 15_000 < len(dead[0].value) <= DLQ_FALLBACK_BYTES
