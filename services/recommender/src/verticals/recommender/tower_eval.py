@@ -5,12 +5,13 @@ co-occurrence and the previous hybrid, paired on the same users (same protocol a
 Seen filter: everything the user rated before the test time (any rating, not only the liked
 ones) is excluded from the ranking, as the service excludes every item a user had an event on.
 
-Cold items: a cut-off time splits the ratings; items first rated after it are new. Models
-learn from the liked ratings before the cut-off only (the tower's catalog is the items known by
-then); each user with >= 3 liked items before the cut-off and a liked new item after it is
-tested on their first liked new item, ranked over all items, their own history excluded. New
+Cold items: a cut-off time makes the items first rated after it (the newest fifth of the
+catalog) new. New items are kept out of training: models learn from the liked ratings of the
+known items only (every user, every time; a tested user's own history stops at the test event).
+Each user with >= 3 liked known items before their first liked new item is tested on that item,
+ranked over all items (and, separately, among the new items only), their history excluded. New
 items have no interactions: popularity and EASE cannot rank them, the tower finds them through
-their text.
+their text (its id part is left out).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from verticals.core.config import SequenceConfig, TrainingConfig
-from verticals.core.sequence import fit_tower
+from verticals.core.sequence import fit_tower, leave_last_out
 from verticals.recommender.movielens import K, MovieLens, build_model, metrics
 from verticals.recommender.scoring import user_signals
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights
@@ -251,29 +252,29 @@ def evaluate_cold_items(
     data: MovieLens,
     vectors: np.ndarray,
     settings: RecommenderSettings,
-    cutoff_quantile: float = 0.8,
+    new_share: float = 0.2,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The cold-item protocol (see the module docstring)."""
-    times = np.array([ts for _, _, ts in data.rated])
-    cutoff = float(np.quantile(times, cutoff_quantile))
     first: dict[int, float] = {}
     for _, item, ts in data.rated:
         first[item] = min(first.get(item, ts), ts)
+    cutoff = float(np.quantile(list(first.values()), 1.0 - new_share))
     cold = np.array([first.get(i, np.inf) > cutoff for i in range(len(data.texts))])
-    before: dict[str, list[int]] = {}
-    after: dict[str, int] = {}
+    target: dict[str, tuple[int, float]] = {}
     for user, item, ts in data.events:
-        if ts <= cutoff:
-            before.setdefault(user, []).append(item)
-        elif cold[item] and user not in after:
-            after[user] = item
-    users = [u for u in after if len(before.get(u, [])) >= 3]
+        if cold[item] and user not in target:
+            target[user] = (item, ts)
+    history: dict[str, list[int]] = {}
+    for user, item, ts in data.events:  # liked known items before the user's test event
+        if not cold[item] and (user not in target or ts < target[user][1]):
+            history.setdefault(user, []).append(item)
+    users = [u for u in target if len(history.get(u, [])) >= 3]
     warm = np.flatnonzero(~cold)
     row_of = {int(item): r for r, item in enumerate(warm)}
-    train = [[row_of[i] for i in rows] for rows in before.values() if len(rows) >= 2]
-    validation = [([row_of[i] for i in before[u][:-1]], row_of[before[u][-1]]) for u in users]
-    fitted = fit_tower(vectors[warm], train, validation, TOWER, TRAINING, log)
+    sequences = [[row_of[i] for i in rows] for rows in history.values()]
+    split = leave_last_out(sequences)
+    fitted = fit_tower(vectors[warm], split.train, split.validation, TOWER, TRAINING, log)
     log(f"cold-item tower trained in {fitted.seconds:.0f}s on {len(warm)} known items")
 
     # the tower over the whole catalog: known items keep their id part, new ones text only
@@ -286,18 +287,25 @@ def evaluate_cold_items(
         full = torch.zeros((n, ids.shape[1]))
         full[torch.from_numpy(warm)] = ids
         net.ids.weight = torch.nn.Parameter(full)
-    scores = tower_scores(net, vectors, [before[u] for u in users], TOWER.max_length, ~cold)
-    held = {p for p, (_, _, ts) in enumerate(data.events) if ts > cutoff}
+    scores = tower_scores(net, vectors, [history[u] for u in users], TOWER.max_length, ~cold)
+    kept = {u: len(rows) for u, rows in history.items()}
+    seen: dict[str, int] = {}
+    held = set()
+    for position, (user, item, _) in enumerate(data.events):
+        if cold[item] or seen.get(user, 0) >= kept.get(user, 0):
+            held.add(position)  # new items and each user's events after their test event
+        else:
+            seen[user] = seen.get(user, 0) + 1
     model = build_model(data, vectors, held, settings, settings.cooccurrence_window)
-    ease_b = ease(before, n)
+    ease_b = ease(history, n)
     names = ["popularity", "ease", "text", "user_tower"]
     ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
     new_ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
     new_items = np.flatnonzero(cold)
     for i, user in enumerate(users):
-        history = np.array(before[user], dtype=np.int64)
+        own = np.array(history[user], dtype=np.int64)
         x = np.zeros(n, dtype=np.float32)
-        x[history] = 1.0
+        x[own] = 1.0
         sig = user_signals(model, model.users[user], n)
         rows = {
             "popularity": sig[1],
@@ -306,16 +314,16 @@ def evaluate_cold_items(
             "user_tower": scores[i],
         }
         for name, row in rows.items():
-            ranks[name][i] = rank_of(row, history, after[user])
+            ranks[name][i] = rank_of(row, own, target[user][0])
             only_new = np.full(n, -np.inf)
             only_new[new_items] = row[new_items]
-            new_ranks[name][i] = rank_of(only_new, history, after[user])
+            new_ranks[name][i] = rank_of(only_new, own, target[user][0])
     empty = np.zeros((1, K), dtype=np.int64)
     return {
         "protocol": __doc__.split("Cold items: ", 1)[1].strip().replace("\n", " ")
         if __doc__
         else "",
-        "cutoff_quantile_of_rating_times": cutoff_quantile,
+        "new_share_of_items": new_share,
         "new_items": int(cold.sum()),
         "known_items": len(warm),
         "events": len(users),
