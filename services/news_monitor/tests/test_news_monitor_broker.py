@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from verticals.news_monitor.broker import free_port, pid_alive, port_open, running
 from verticals.news_monitor.broker_cli import app
 
 
+def up_on_a_free_port(runner: CliRunner, folder: Path) -> tuple[int, Result]:
+    """The CLI must be told a port: one free when chosen, retried if taken before the bind."""
+    for _ in range(3):
+        port = free_port()
+        result = runner.invoke(app, ["up", "--data-dir", str(folder), "--port", str(port)])
+        if result.exit_code == 0 or not ("in use" in result.output or "exited" in result.output):
+            break
+    return port, result
+
+
 def test_broker_up_status_down(tmp_path: Path) -> None:
     runner = CliRunner()
-    port = free_port()
     folder = tmp_path / "broker"
-    result = runner.invoke(app, ["up", "--data-dir", str(folder), "--port", str(port)])
+    port, result = up_on_a_free_port(runner, folder)
     assert result.exit_code == 0, result.output
     state = running(folder)
     assert state and state["port"] == port and port_open(port)

@@ -26,6 +26,10 @@ class BrokerError(RuntimeError):
     """The broker binary is missing, did not start, or is not running."""
 
 
+class PortTaken(BrokerError):
+    """The port is in use, or the broker exited at once (as it does when it cannot bind)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -78,6 +82,7 @@ class _Broker:
     def __init__(self, data_dir: str | Path, port: int | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self._port_chosen = not port  # ours to change if another process takes it first
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -89,9 +94,21 @@ class _Broker:
         raise NotImplementedError
 
     def start(self, detach: bool = False, timeout: float = 15.0) -> subprocess.Popen[bytes]:
-        """Start the server (``detach``: in its own session, outliving this process)."""
+        """Start the server (``detach``: in its own session, outliving this process). A port
+        chosen here is free when chosen but may be taken before the broker binds it: then the
+        start is retried on another one."""
+        for attempt in range(3):
+            try:
+                return self._start(detach, timeout)
+            except PortTaken:
+                if not self._port_chosen or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, detach: bool, timeout: float) -> subprocess.Popen[bytes]:
         if port_open(self.port):
-            raise BrokerError(f"port {self.port} is already in use on {HOST}")
+            raise PortTaken(f"port {self.port} is already in use on {HOST}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = (self.data_dir / "broker.log").open("ab")
         self.process = subprocess.Popen(
@@ -105,8 +122,11 @@ class _Broker:
         (self.data_dir / STATE_FILE).write_text(json.dumps(state))
         try:
             wait_ready(self.bootstrap, timeout)
-        except BrokerError:
+        except BrokerError as exc:
+            exited = self.process.poll() is not None
             self.stop()
+            if exited:
+                raise PortTaken(f"{self.name} exited at start: {exc}") from exc
             raise
         return self.process
 
