@@ -82,3 +82,19 @@ def test_whoami_names_the_key(
     assert who(widget).json() == {"role": "widget", "tenant": "demo"}
     assert who("sk_nope").status_code == 401
     assert client.get("/v1/whoami").status_code == 401
+
+
+def test_keys_and_tokens_with_any_header_text_are_refused_not_a_500(
+    client: TestClient, widget: str
+) -> None:
+    # header values arrive as latin-1 text: a non-ASCII one must compare, not raise
+    for value in ("cl\u00e9", "\u00ff" * 40):
+        raw = value.encode("latin-1")
+        r = client.get("/v1/whoami", headers=[(b"X-API-Key", raw)])
+        assert r.status_code == 401, r.text
+        r = client.get(
+            "/v1/sessions/s-1/messages",
+            params={"tenant": "demo"},
+            headers=[(b"X-API-Key", widget.encode()), (b"X-Session-Token", raw)],
+        )
+        assert r.status_code == 403, r.text

@@ -102,7 +102,7 @@ async def get_caller(
     if not key:
         raise HTTPException(401, "missing X-API-Key")
     settings: SupportSettings = request.app.state.settings
-    if hmac.compare_digest(key, settings.admin_api_key.get_secret_value()):
+    if hmac.compare_digest(key.encode(), settings.admin_api_key.get_secret_value().encode()):
         return Caller("root")
     owner = bot.authenticate(key)
     if owner is None:
@@ -374,7 +374,8 @@ def session_messages(
     caller.chat(bot, tenant)
     if caller.role == "widget":
         expected = session_token(request.app.state.settings, tenant, session_id)
-        if not x_session_token or not hmac.compare_digest(x_session_token, expected):
+        given = (x_session_token or "").encode()  # bytes: any header text compares, no 500
+        if not given or not hmac.compare_digest(given, expected.encode()):
             raise HTTPException(
                 403, "a widget key reads a transcript only with its X-Session-Token"
             )
