@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,7 @@ import pytest
 import yaml
 
 from verticals.core.registry import ModelRegistry
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from verticals.serving.testing import free_port
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +34,32 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path, make_con
         "OMP_NUM_THREADS": "1",
         "VERTICALS_REGISTRY_DIR": str(folder / "registry"),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "verticals.core.cli",
-        "train",
-        str(folder / "train.yaml"),
-        "--no-progress",
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            "-m",
+            "verticals.core.cli",
+            "train",
+            str(folder / "train.yaml"),
+            "--no-progress",
+        ]
+
+    # torchrun must be told its rendezvous port: one free when chosen, retried if taken first
+    for _ in range(3):
+        done = subprocess.run(
+            command(free_port()), env=env, capture_output=True, text=True, timeout=300
+        )
+        if "EADDRINUSE" not in done.stderr:
+            break
     return {"done": done, "registry": ModelRegistry(folder / "registry"), "config": config}
 
 
