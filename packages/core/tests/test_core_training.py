@@ -83,10 +83,9 @@ def test_onnx_fast_form_matches_torch(trained) -> None:
     texts = ["short", "a rather longer message about the password reset of my account page"]
     torch_p = Predictor.from_directory(path).predict_proba(texts)
     onnx_p = Predictor.from_directory(path, form="onnx").predict_proba(texts)
-    int8_p = Predictor.from_directory(path, form="onnx-int8").predict_proba(texts)
-    for head in ("mood", "topic"):
+    for head in ("mood", "topic"):  # the fp32 export computes the same function
         np.testing.assert_allclose(onnx_p[head], torch_p[head], atol=1e-4)
-        assert (int8_p[head].argmax(1) == torch_p[head].argmax(1)).mean() >= 0.5
+    # the int8 form is measured against fp32 on real texts in test_core_fast_forms.py
 
 
 def test_full_fine_tuning_and_multi_label(tmp_path: Path) -> None:
