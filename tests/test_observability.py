@@ -162,38 +162,21 @@ def test_metrics_are_prometheus_text(observed: dict[str, Any], service: str) -> 
 def test_dashboard_forwards_the_request_id(tmp_path: Path) -> None:
     """The dashboard's calls to a service carry the id of the request they serve, so the
     service logs them under the same id."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from verticals.core.registry import ModelRegistry
     from verticals.dashboard.api import build_app
     from verticals.dashboard.settings import DashboardSettings
+    from verticals.serving.testing import LiveServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with restored_logging():
         news = _news(tmp_path / "news", None)
-        server = uvicorn.Server(uvicorn.Config(news, host="127.0.0.1", port=port, log_config=None))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not server.started and time.monotonic() < deadline and thread.is_alive():
-                time.sleep(0.05)
+        with LiveServer(news) as server:  # its socket bound to port 0 first: no race
             settings = DashboardSettings(  # type: ignore[call-arg]
-                admin_api_key=ADMIN, news_url=f"http://127.0.0.1:{port}"
+                admin_api_key=ADMIN, news_url=server.url
             )
             dashboard = build_app(settings, ModelRegistry(tmp_path / "registry"))
             stream = capture_logs()
             with TestClient(dashboard) as client:
                 answer = client.get("/api/news", headers={"X-Request-ID": "obs-forwarded"})
-        finally:
-            server.should_exit = True
-            thread.join(10)
     assert answer.status_code == 200 and answer.json()["available"] is True, answer.text
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     served = {
