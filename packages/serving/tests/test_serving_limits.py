@@ -1,5 +1,6 @@
 """Slow or oversized clients against a real uvicorn server run as services run it
-(``verticals.serving.server.uvicorn_config``), over raw sockets: the body limit holds for any
+(``verticals.serving.server.uvicorn_config``, through the test toolkit's LiveServer), over raw
+sockets: the body limit holds for any
 transfer encoding, and a request head or body that does not arrive in time closes the
 connection."""
 
@@ -8,10 +9,8 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from verticals.serving.app import create_app
-from verticals.serving.server import uvicorn_config
 from verticals.serving.settings import ServiceSettings
+from verticals.serving.testing import LiveServer
 
 LIMIT = 100_000
 TIMEOUT = 1.0
@@ -55,30 +54,13 @@ def make_app() -> tuple[FastAPI, ServiceSettings]:
     return create_app("limits", settings, [router]), settings
 
 
-@contextmanager
-def live_server() -> Iterator[int]:
-    """The app under the services' uvicorn configuration on a port of the kernel's choosing."""
-    import uvicorn
-
-    app, settings = make_app()
-    server = uvicorn.Server(uvicorn_config(app, settings, port=0))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    with live_server() as port:
-        yield port
+    """The app under LiveServer, which runs an app from ``create_app`` with the services'
+    server configuration (``verticals.serving.server.uvicorn_config``)."""
+    app, _ = make_app()
+    with LiveServer(app) as server:
+        yield server.port
 
 
 def connect(port: int) -> socket.socket:
@@ -225,3 +207,35 @@ def test_keep_alive_and_slow_answers_still_work(port: int) -> None:
     status, _, body = read_response(sock)
     assert status == 200 and json.loads(body) == {"ok": "yes"}
     sock.close()
+
+
+def test_an_endless_request_head_gets_431(port: int) -> None:
+    """Headers sent fast and without end: cut off past 64 KiB, not kept until the deadline."""
+    sock = connect(port)
+    sent = 0
+    try:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        while sent < 50_000_000:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(b"X-Filler: " + b"y" * 1000 + b"\r\n")
+            sent += 1012
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    status, headers, body = read_response(sock)
+    sock.close()
+    assert status == 431 and headers["connection"] == "close", body
+    assert sent < 10_000_000
+
+
+def test_a_large_body_sent_at_once_is_not_taken_for_a_head(port: int) -> None:
+    """Head and a 90 kB body in one write: the head check must not count the body."""
+    payload = json.dumps({"items": ["z" * 100] * 800}).encode()
+    assert 65_536 < len(payload) < LIMIT
+    sock = connect(port)
+    sock.sendall(
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    status, _, body = read_response(sock)
+    assert status == 200 and json.loads(body) == {"count": 800}

@@ -17,10 +17,21 @@ from verticals.serving.settings import ServiceSettings
 if TYPE_CHECKING:
     import uvicorn
 
-_TIMEOUT_BODY = b'{"detail": "request head not received in time"}'
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+MAX_HEAD_BYTES = 64 * 1024
+"""Largest request head (request line and headers); httptools sets no limit of its own."""
+
+
+def _answer(status: bytes, detail: str) -> bytes:
+    body = b'{"detail": "%s"}' % detail.encode()
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+REQUEST_TIMEOUT = _answer(b"408 Request Timeout", "request head not received in time")
+HEAD_TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes"
 )
 
 
@@ -41,9 +52,11 @@ class HeadDeadline(asyncio.Protocol):
     complete request head within ``head_timeout`` seconds of opening or of its previous response,
     however slowly it trickles bytes in (uvicorn itself waits forever: its keep-alive timer is
     reset by every byte). Past the deadline the connection gets a 408 (when part of a head was
-    sent) and is closed. A new request cycle (uvicorn's ``cycle``) means the head arrived."""
+    sent) and is closed. A new request cycle (uvicorn's ``cycle``) means the head arrived. A head
+    over ``MAX_HEAD_BYTES`` gets a 431 and the connection is closed."""
 
     head_timeout: float = 10.0
+    _head_bytes = 0
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     cycle: Any
@@ -58,6 +71,11 @@ class HeadDeadline(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         super().data_received(data)
+        if self.cycle is self._waiting_on and not self.transport.is_closing():
+            self._head_bytes += len(data)  # and the head is still not complete
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.close()
 
     def on_response_complete(self) -> None:
         self._arm()  # before a pipelined request's cycle may start inside uvicorn's handler
@@ -71,7 +89,7 @@ class HeadDeadline(asyncio.Protocol):
     def _arm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._waiting_on, self._got_bytes = self.cycle, False
+        self._waiting_on, self._got_bytes, self._head_bytes = self.cycle, False, 0
         self._deadline = self.loop.call_later(self.head_timeout, self._expire)
 
     def _expire(self) -> None:

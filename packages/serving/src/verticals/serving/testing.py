@@ -91,6 +91,21 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+def live_config(app: Any, port: int) -> Any:
+    """An app built by ``create_app`` runs under the services' own server configuration
+    (``verticals.serving.server.uvicorn_config``: head deadline, keep-alive), any other app under
+    uvicorn's defaults; on 127.0.0.1."""
+    import uvicorn
+
+    from verticals.serving.server import uvicorn_config
+    from verticals.serving.settings import ServiceSettings
+
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if isinstance(settings, ServiceSettings):
+        return uvicorn_config(app, settings.model_copy(update={"host": "127.0.0.1"}), port=port)
+    return uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
+
+
 class LiveServer:
     """An app under a real uvicorn server on 127.0.0.1, in a thread (lifespan included), for
     tests that need a socket: browsers, other services, schemathesis. The socket is bound
@@ -101,8 +116,7 @@ class LiveServer:
 
         self.socket = bound_socket()
         self.port = int(self.socket.getsockname()[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(live_config(app, self.port))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
         )
