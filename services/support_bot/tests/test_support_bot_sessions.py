@@ -1,6 +1,6 @@
-"""Transcripts by session id: a widget key (public, in every page that embeds the widget) reads
-one only with that session's token from ``POST /v1/sessions``; admin keys need none. And
-``GET /v1/whoami`` says what a key is."""
+"""Sessions and the public widget key (it is in every page that embeds the widget): it reads a
+transcript, and writes to a session opened by ``POST /v1/sessions``, only with that session's
+token; admin keys need none. And ``GET /v1/whoami`` says what a key is."""
 
 from __future__ import annotations
 
@@ -32,13 +32,33 @@ def test_a_widget_key_reads_only_sessions_it_holds_the_token_of(
     assert made.status_code == 201, made.text
     mine = made.json()
     assert mine["tenant"] == "demo" and mine["session_id"].startswith("w-")
-    _chat(client, widget, "demo", mine["session_id"], "my card 4111 1111 1111 1111 was charged")
+    first = {"tenant": "demo", "session_id": mine["session_id"]}
+    r = client.post(
+        "/v1/chat",
+        json={**first, "message": "my card 4111 1111 1111 1111 was charged"},
+        headers={"X-API-Key": widget, "X-Session-Token": mine["session_token"]},
+    )
+    assert r.status_code == 200, r.text
+
+    # nobody else writes into it with the public widget key: chat, stream or feedback
+    into = {"tenant": "demo", "session_id": mine["session_id"], "message": "and my address?"}
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        for token in (None, "forged"):
+            headers = {"X-API-Key": widget, **({"X-Session-Token": token} if token else {})}
+            assert client.post(path, json=into, headers=headers).status_code == 403, path
+    rate = {"tenant": "demo", "session_id": mine["session_id"], "message_id": 1, "rating": "down"}
+    assert client.post("/v1/feedback", json=rate, headers={"X-API-Key": widget}).status_code == 403
+    holder = {"X-API-Key": widget, "X-Session-Token": mine["session_token"]}
+    r = client.post("/v1/chat", json={**into, "message": "do you ship abroad?"}, headers=holder)
+    assert r.status_code == 200, r.text
+    _chat(client, demo_admin, "demo", mine["session_id"], "staff testing")  # admins need none
 
     # the token holder reads it; the tenant's admin and the service admin need no token
     r = _read(client, "demo", mine["session_id"], widget, mine["session_token"])
-    assert r.status_code == 200 and [m["role"] for m in r.json()] == ["user", "bot"]
+    assert r.status_code == 200 and [m["role"] for m in r.json()] == ["user", "bot"] * 3
+    assert "and my address?" not in r.text  # the refused turns were never stored
     for key in (demo_admin, root_key):
-        assert len(_read(client, "demo", mine["session_id"], key).json()) == 2
+        assert len(_read(client, "demo", mine["session_id"], key).json()) == 6
 
     # anyone else holding the public widget key and the session id gets nothing
     other = client.post("/v1/sessions", json={"tenant": "demo"}, headers={"X-API-Key": widget})

@@ -301,10 +301,47 @@ def rebuild(tenant: str, caller: Auth, bot: Bot) -> Changed:
 
 
 # chat ----------------------------------------------------------------------------------------
+def session_token(settings: SupportSettings, tenant: str, session_id: str) -> str:
+    """The per-session secret: an HMAC of (tenant, session) under a key derived from the
+    service admin key, so every replica computes the same one and nothing is stored."""
+    root = settings.admin_api_key.get_secret_value().encode()
+    secret = hashlib.sha256(b"verticals-support-session\0" + root).digest()
+    mac = hmac.new(secret, f"{tenant}\0{session_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+MINTED = "w-"
+"""Session ids handed out by ``POST /v1/sessions`` start with this."""
+SessionToken = Annotated[str | None, Header(alias="X-Session-Token")]
+
+
+def require_session_token(
+    request: Request, caller: Caller, tenant: str, session_id: str, given: str | None, read: bool
+) -> None:
+    """A widget key (public: it is in every page with the widget) reads any session, and writes
+    to a session opened by ``POST /v1/sessions``, only with that session's token."""
+    if caller.role != "widget" or not (read or session_id.startswith(MINTED)):
+        return
+    expected = session_token(request.app.state.settings, tenant, session_id).encode()
+    got = (given or "").encode()  # bytes: any header text compares, never a 500
+    if not got or not hmac.compare_digest(got, expected):
+        raise HTTPException(
+            403, "this session needs its X-Session-Token (from POST /v1/sessions) with a widget key"
+        )
+
+
 @router.post("/v1/chat", response_model=ChatResponse, tags=["chat"])
-async def chat(body: ChatRequest, caller: Auth, bot: Bot, batcher: Batcher) -> ChatResponse:
+async def chat(
+    body: ChatRequest,
+    request: Request,
+    caller: Auth,
+    bot: Bot,
+    batcher: Batcher,
+    x_session_token: SessionToken = None,
+) -> ChatResponse:
     """Answered together with the other requests waiting at the same moment."""
     caller.chat(bot, body.tenant)
+    require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
     return _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
 
 
@@ -318,10 +355,16 @@ def sse(event: str, data: Any) -> str:
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def chat_stream(
-    body: ChatRequest, caller: Auth, bot: Bot, batcher: Batcher
+    body: ChatRequest,
+    request: Request,
+    caller: Auth,
+    bot: Bot,
+    batcher: Batcher,
+    x_session_token: SessionToken = None,
 ) -> StreamingResponse:
     """The same answer as Server-Sent Events: ``meta``, then ``delta`` chunks, then ``done``."""
     caller.chat(bot, body.tenant)
+    require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
     reply = _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
 
     async def events() -> AsyncIterator[str]:
@@ -340,19 +383,10 @@ async def chat_stream(
     )
 
 
-def session_token(settings: SupportSettings, tenant: str, session_id: str) -> str:
-    """The per-session secret: an HMAC of (tenant, session) under a key derived from the
-    service admin key, so every replica computes the same one and nothing is stored."""
-    root = settings.admin_api_key.get_secret_value().encode()
-    secret = hashlib.sha256(b"verticals-support-session\0" + root).digest()
-    mac = hmac.new(secret, f"{tenant}\0{session_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
-
-
 @router.post("/v1/sessions", status_code=201, response_model=SessionOut, tags=["chat"])
 def new_session(body: SessionIn, request: Request, caller: Auth, bot: Bot) -> SessionOut:
     """A new conversation: a random session id and its token, which a widget key needs
-    (``X-Session-Token``) to read the transcript back. Only fresh ids get a token."""
+    (``X-Session-Token``) to chat in it and read the transcript back. Only fresh ids get one."""
     caller.chat(bot, body.tenant)
     session_id = f"w-{secrets.token_urlsafe(18)}"
     token = session_token(request.app.state.settings, body.tenant, session_id)
@@ -367,25 +401,22 @@ def session_messages(
     caller: Auth,
     bot: Bot,
     after: int = 0,
-    x_session_token: Annotated[str | None, Header()] = None,
+    x_session_token: SessionToken = None,
 ) -> list[MessageOut]:
     """A session's transcript (the widget polls it for staff replies). A widget key (public,
     in every page) also needs the session's token from ``POST /v1/sessions``."""
     caller.chat(bot, tenant)
-    if caller.role == "widget":
-        expected = session_token(request.app.state.settings, tenant, session_id)
-        given = (x_session_token or "").encode()  # bytes: any header text compares, no 500
-        if not given or not hmac.compare_digest(given, expected.encode()):
-            raise HTTPException(
-                403, "a widget key reads a transcript only with its X-Session-Token"
-            )
+    require_session_token(request, caller, tenant, session_id, x_session_token, True)
     rows = bot.store.recent_messages(tenant, session_id, 200)
     return [_message_out(m) for m in rows if m.id > after]
 
 
 @router.post("/v1/feedback", status_code=201, tags=["chat"])
-def feedback(body: FeedbackIn, caller: Auth, bot: Bot) -> dict[str, int]:
+def feedback(
+    body: FeedbackIn, request: Request, caller: Auth, bot: Bot, x_session_token: SessionToken = None
+) -> dict[str, int]:
     caller.chat(bot, body.tenant)
+    require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
     return {"id": bot.feedback(body.tenant, body.session_id, body.message_id, body.rating)}
 
 

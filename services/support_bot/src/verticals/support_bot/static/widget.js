@@ -10,7 +10,8 @@
   var key = script.getAttribute("data-key");
   var title = script.getAttribute("data-title") || "Help";
   // the conversation: an id and its token from POST /v1/sessions (the token lets this page, and
-  // only it, read the transcript back), asked for at the first question, kept for the tab
+  // only it, write to the conversation and read it back), asked for at the first question, kept
+  // for the tab
   var storeKey = "vsb-session2-" + tenant;
   var session = null, token = null, starting = null;
   try {
@@ -110,7 +111,7 @@
     return ensureSession().then(function () {
       return fetch(base + "/v1/chat/stream", {
         method: "POST",
-        headers: { "Content-Type": "application/json", "X-API-Key": key },
+        headers: { "Content-Type": "application/json", "X-API-Key": key, "X-Session-Token": token },
         body: JSON.stringify({ tenant: tenant, session_id: session, message: text })
       });
     }).then(function (res) {
