@@ -26,11 +26,9 @@ from verticals.core.sequence import fit_tower, leave_last_out
 from verticals.recommender.movielens import K, MovieLens, build_model, metrics
 from verticals.recommender.scoring import user_signals
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights
+from verticals.recommender.tower import TOWER_SETTINGS
 
-TOWER = SequenceConfig(
-    dim=64, layers=1, heads=2, max_length=30, dropout=0.2, id_dropout=0.1, negatives=2048
-)
-"""Chosen on the validation split among a few settings that train in minutes on 2 shared cores."""
+TOWER = SequenceConfig(**TOWER_SETTINGS)
 TRAINING = TrainingConfig(
     epochs=60, batch_size=128, learning_rate=3e-3, weight_decay=0.0, patience=8
 )
