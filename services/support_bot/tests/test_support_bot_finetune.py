@@ -1,48 +1,65 @@
-"""Fine-tuning the encoder from FAQ paraphrases and feedback, gated on held-out MRR (slow:
-one real training run on CPU)."""
+"""Fine-tuning the encoder from FAQ paraphrases and feedback, gated on held-out MRR, and the
+intent classifier (slow: real training runs on CPU, one epoch on a few hundred pairs)."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 
 @pytest.mark.slow
-def test_finetune_builds_pairs_trains_and_gates_promotion(
-    tmp_path: Any, encoder: Any, settings_factory: Any
+def test_finetune_promotes_real_pairs_and_refuses_shuffled_pairs(
+    tmp_path: Any, encoder: Any, settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The gate in both directions: an encoder trained on the knowledge base's own pairs beats
+    the base encoder on held-out questions and is promoted; one trained on the same queries
+    with their positives shuffled is worse and stays unpromoted."""
     from verticals.core.registry import ModelRegistry
     from verticals.support_bot.finetune import finetune
     from verticals.support_bot.pipeline import SupportBot, load_sample, read_questions
 
     settings = settings_factory(tmp_path)
+    task = settings.encoder_task
     bot = SupportBot(settings, encoder=encoder, persist=False)
     bot.create_tenant("demo")
     load_sample(bot, "demo", settings.sample_dir)
     # feedback becomes training data: a thumbs-up and a staff resolution
     up = bot.chat("demo", "f1", "can I pay later with an invoice?")
     bot.feedback("demo", "f1", up.message_id, "up")
-    handoff = bot.chat("demo", "f2", "zebra stripes on my invoice?")
-    if handoff.handoff_id:
-        bot.staff_reply("demo", handoff.handoff_id, "see invoices", "pay-008", True)
+    handoff = bot.chat("demo", "f2", "who won the football match yesterday?")
+    assert handoff.kind == "handoff" and handoff.handoff_id
+    bot.staff_reply("demo", handoff.handoff_id, "see invoices", "pay-008", True)
     pairs = bot.training_pairs("demo")
-    origins = {o for _, _, o in pairs}
-    assert {"faq", "paraphrase", "feedback:up"} <= origins
+    assert {"faq", "paraphrase", "feedback:up", "feedback:resolved"} <= {o for *_, o in pairs}
+    # the labelled questions that are not training queries are held out
+    queries = {q for q, *_ in pairs}
     questions = read_questions(settings.sample_dir / "questions.jsonl")
-    validation = [q for q in questions if q["split"] == "validation"]
+    held_out = [q for q in questions if q["question"] not in queries]
+    assert len(held_out) > 100
     registry = ModelRegistry(tmp_path / "registry")
-    result = finetune(bot, "demo", validation, epochs=1, registry=registry)
-    assert result["pairs"] == len(pairs) and result["version"] == 1
-    card = registry.card("support-encoder", 1)
+
+    positives = [p for _, p, _ in pairs]
+    random.Random(0).shuffle(positives)
+    shuffled = [(q, p, o) for (q, _, o), p in zip(pairs, positives, strict=True)]
+    monkeypatch.setattr(bot, "training_pairs", lambda tenant: shuffled)
+    refused = finetune(bot, "demo", held_out, epochs=1, registry=registry)
+    monkeypatch.undo()
+    assert refused["promoted"] is False, refused
+    assert refused["candidate_mrr"] < refused["current_mrr"], refused
+    assert registry.current_version(task) is None  # the base encoder stays
+
+    result = finetune(bot, "demo", held_out, epochs=1, registry=registry)
+    assert result["promoted"] is True, result
+    assert result["pairs"] == len(pairs) and result["version"] == refused["version"] + 1
+    assert registry.current_version(task) == result["version"]
+    assert result["candidate_mrr"] > result["current_mrr"], result
+    card = registry.card(task, result["version"])
     assert card["support_eval"]["held_out_mrr"] == result["candidate_mrr"]
-    current = registry.current_version("support-encoder")
-    # promoted exactly when the candidate beat the base encoder on the held-out questions
-    assert (current == 1) == (result["candidate_mrr"] > result["current_mrr"]) == result["promoted"]
-    if result["promoted"]:
-        # recalibrated for the new encoder, in the form the service runs it
-        assert result["calibration"]["encoder"] == result["candidate_bot"].encoder.version
-        assert result["calibration"]["encoder"] == f"support-encoder:v1+{settings.encoder_form}"
+    # recalibrated for the new encoder, in the form the service runs it
+    version = f"{task}:v{result['version']}+{settings.encoder_form}"
+    assert result["calibration"]["encoder"] == result["candidate_bot"].encoder.version == version
 
 
 @pytest.mark.slow
