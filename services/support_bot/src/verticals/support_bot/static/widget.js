@@ -116,6 +116,10 @@
       });
     }).then(function (res) {
       if (!res.ok) {
+        if (res.status === 403 && token) {  // the token no longer holds: open a new conversation
+          session = token = null;
+          sessionStorage.removeItem(storeKey);
+        }
         return res.json().then(function (e) { throw new Error(e.detail || res.statusText); });
       }
       var reader = res.body.getReader();
