@@ -33,4 +33,4 @@ class ReplyIn(BaseModel):
 
     tenant: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=20_000)
-    close: bool = True
+    close: bool = Field(True, strict=True)

@@ -128,7 +128,7 @@ class StaffReply(BaseModel):
     text: str = Field(min_length=1, max_length=20_000)
     entry_id: str | None = None
     """The knowledge-base entry that resolved the question (becomes fine-tuning data)."""
-    close: bool = True
+    close: bool = Field(True, strict=True)
 
 
 class FeedbackIn(BaseModel):
