@@ -7,7 +7,15 @@
    registry, measured the same way (`mrr_finetuned`: hybrid retrieval with that encoder).
 2. Latency: a generated 10,000-entry knowledge base (the 97 sample FAQs plus 9,903 generated
    entries) served by a real uvicorn server (`verticals support serve`, a subprocess) on
-   127.0.0.1; 20 concurrent clients post /v1/chat (bounded: a fixed number of requests).
+   127.0.0.1; 20 concurrent clients post /v1/chat (bounded: a fixed number of requests), once
+   with the reranker off (`p99_ms_base`) and once with everything on (`p99_ms`).
+3. Real collections nobody here wrote (`real_sets`, loaded by `verticals.support_bot.realqa`):
+   each in a fresh uncalibrated tenant, every answer posted as a text document, every question
+   asked; hit@1 of the untrained encoder searched exactly in fp32 (`hit1_dense_base`), of BM25,
+   of the fused retrievers and of the product (fused + reranker); answer precision and coverage
+   of the uncalibrated policy; out-of-scope probes (LiveQA / MedicationQA health questions)
+   handed off. The reranker is trained first (FiQA, PrivacyQA, BoolQ): the Python, Debian and
+   Savvly FAQs are held out of every training and tuning step.
 """
 
 from __future__ import annotations
@@ -41,6 +49,145 @@ ADMIN = "bench-admin-key"
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+REAL_SETS = {"python_faq": True, "debian_faq": True, "savvly_faq": True, "fiqa": False}
+"""Real collections measured, and whether each is held out of every training and tuning step
+(FiQA trains the reranker). ``SUPPORT_BENCH_SETS=a,b`` measures a subset."""
+PROBES = 60
+
+
+def train_reranker(work: Path) -> Any:
+    """The product's reranker trained through the core on FiQA, PrivacyQA and BoolQ, or, with
+    ``SUPPORT_BENCH_RERANKER=REGISTRY_DIR``, the one an earlier run of the same training left
+    there (the training costs minutes of CPU)."""
+    from verticals.core.registry import ModelRegistry
+    from verticals.support_bot.reranker import train
+
+    started = time.perf_counter()
+    reuse = os.environ.get("SUPPORT_BENCH_RERANKER")
+    if reuse:
+        registry = ModelRegistry(reuse)
+        if not registry.versions("support-reranker"):
+            return registry, {"reused_from": reuse, "trained": False}
+        card = registry.card("support-reranker", registry.versions("support-reranker")[-1])
+        return registry, {
+            "reused_from": reuse,
+            "version": card["version"],
+            "current": registry.current_version("support-reranker") == card["version"],
+            "test_metrics": {k: round(v, 4) for k, v in card["metrics"].items()},
+            "gate": card["gate"],
+            "train_examples": card["data"]["train_examples"],
+            "queries": card["data"]["rows"],
+            "train_seconds": card["training"]["seconds"],
+        }
+    registry = ModelRegistry(work / "registry")
+    outcome = train(registry, work / "reranker")
+    card = registry.card(outcome.task, outcome.version)
+    log(f"reranker v{outcome.version}: {outcome.metrics} in {time.perf_counter() - started:.0f}s")
+    return registry, {
+        "version": outcome.version,
+        "current": outcome.current,
+        "test_metrics": {k: round(v, 4) for k, v in outcome.metrics.items()},
+        "gate": card["gate"],
+        "train_examples": card["data"]["train_examples"],
+        "queries": card["data"]["rows"],
+        "train_seconds": round(outcome.seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) -> dict[str, Any]:
+    """One real collection in a fresh, uncalibrated tenant: every answer posted as a text
+    document, every question asked; probes are real questions from another collection."""
+    from verticals.support_bot import realqa
+    from verticals.support_bot.pipeline import decide, matches
+
+    collection = realqa.load(name)
+    tenant = name.replace("_", "-")
+    bot.create_tenant(tenant)
+    for i, row in enumerate(collection.rows):
+        bot.ingest_document(tenant, f"a{i}", row.answer, "text")
+    questions = [
+        {"question": r.question, "expected": f"a{i}"} for i, r in enumerate(collection.rows)
+    ]
+    # the baseline: the untrained encoder (fp32 torch), exact search over the same entries
+    index = bot.index(tenant)
+    pks = sorted(index.entries)
+    scores = (
+        base.encode([q["question"] for q in questions])
+        @ base.encode([index.entries[pk].index_text() for pk in pks]).T
+    )
+    dense_base = float(
+        np.mean(
+            [
+                matches(index.entries[pks[int(row.argmax())]].id, q["expected"])
+                for row, q in zip(scores, questions, strict=True)
+            ]
+        )
+    )
+    bm25 = bot.evaluate(tenant, questions, "bm25")
+    dense = bot.evaluate(tenant, questions, "dense")
+    fused = bot.evaluate(tenant, questions, "hybrid", rerank=False)
+    product = bot.evaluate(tenant, questions, "hybrid")
+    policy = bot.policy(tenant)
+    answered = correct = 0
+    for q in questions:
+        cands = bot.retrieve(tenant, q["question"])
+        if decide(cands, policy) == "answer":
+            answered += 1
+            correct += matches(cands[0].entry.id, q["expected"])
+    handed = sum(decide(bot.retrieve(tenant, p), policy) == "handoff" for p in probes)
+    out = {
+        "entries": len(collection.rows),
+        "passages": len(pks),
+        "questions": len(questions),
+        "held_out": held_out,
+        "hit1_dense_base": round(dense_base, 4),
+        "hit1_dense_product_encoder": round(dense["hit@1"], 4),
+        "hit1_bm25": round(bm25["hit@1"], 4),
+        "hit1_fused": round(fused["hit@1"], 4),
+        "hit1_product": round(product["hit@1"], 4),
+        "mrr_product": round(product["mrr"], 4),
+        "answer_precision": round(correct / answered, 4) if answered else 0.0,
+        "coverage": round(answered / len(questions), 4),
+        "out_of_scope_probes": len(probes),
+        "out_of_scope_handoff_rate": round(handed / len(probes), 4) if probes else 0.0,
+        "threshold": policy.threshold,
+        "source": collection.source,
+        "licence": collection.licence,
+    }
+    log(f"{name}: {out}")
+    return out
+
+
+def real_sets(work: Path, registry: Any) -> dict[str, Any]:
+    from verticals.core.inference import Encoder
+    from verticals.support_bot import realqa
+    from verticals.support_bot.pipeline import SupportBot
+    from verticals.support_bot.settings import SupportSettings
+
+    settings = SupportSettings(data_dir=work / "real")
+    bot = SupportBot(settings, persist=False, registry=registry)
+    base = Encoder.from_base(form="torch")
+    probes = realqa.probes()
+    random.Random(11).shuffle(probes)
+    chosen = os.environ.get("SUPPORT_BENCH_SETS")
+    names = chosen.split(",") if chosen else list(REAL_SETS)
+    out = {}
+    for name in names:
+        out[name] = real_set(bot, base, name, REAL_SETS[name], probes[:PROBES])
+        write_partial({"real_sets": out})
+    return out
+
+
+def write_partial(fields: dict[str, Any]) -> None:
+    """Results so far (a run that stops early still leaves them), marked incomplete."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    done = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if not done.get("incomplete"):
+        done = {"incomplete": True}
+    OUT.write_text(json.dumps({**done, **fields}, indent=2, default=float) + "\n")
 
 
 def quality(work: Path) -> dict[str, Any]:
@@ -233,25 +380,10 @@ def ann_agreement(bot: Any, rows: list[dict[str, Any]], k: int = 30) -> dict[str
     }
 
 
-def latency(work: Path) -> dict[str, Any]:
-    from verticals.support_bot.pipeline import SupportBot
-    from verticals.support_bot.settings import SupportSettings
-    from verticals.support_bot.text import faq_from_records
+def serve_and_load(data_dir: Path, widget: str, extra_env: dict[str, str]) -> dict[str, Any]:
+    """A real ``verticals support serve`` subprocess on 127.0.0.1 under the load test."""
+    import httpx
 
-    data_dir = work / "latency"
-    settings = SupportSettings(data_dir=data_dir, admin_api_key=ADMIN)  # type: ignore[arg-type]
-    bot = SupportBot(settings)
-    _, widget = bot.create_tenant("bench")
-    rows = generated_kb(N_ENTRIES)
-    started = time.perf_counter()
-    entries = faq_from_records(rows, "generated", settings.max_entry_chars)
-    for i in range(0, len(entries), 2000):
-        bot.upsert("bench", entries[i : i + 2000])
-    ingest_s = time.perf_counter() - started
-    log(f"ingested {len(entries)} entries in {ingest_s:.1f}s")
-    ann = ann_agreement(bot, rows)
-    log(f"dense index {ann['index']}: top-1 agreement with exact search {ann['top1_agreement']}")
-    bot.store.db.dispose()
     port = free_port()
     env = {
         **os.environ,
@@ -259,13 +391,12 @@ def latency(work: Path) -> dict[str, Any]:
         "VERTICALS_SUPPORT_PORT": str(port),
         "VERTICALS_SUPPORT_ADMIN_API_KEY": ADMIN,
         "VERTICALS_SUPPORT_LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     exe = Path(sys.executable).parent / "verticals"
     server = subprocess.Popen([str(exe), "support", "serve"], env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-
         started = time.perf_counter()
         while True:
             try:
@@ -277,7 +408,7 @@ def latency(work: Path) -> dict[str, Any]:
                 raise RuntimeError("server did not start")
             time.sleep(0.5)
         startup_s = time.perf_counter() - started
-        log(f"server up in {startup_s:.1f}s (indexes loaded from disk); load test")
+        log(f"server up in {startup_s:.1f}s ({extra_env}); load test")
         questions = [
             json.loads(line)["question"]
             for line in (SAMPLE / "questions.jsonl").read_text().splitlines()
@@ -286,12 +417,37 @@ def latency(work: Path) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(30)
+    return {"server_start_seconds": round(startup_s, 1), **result}
+
+
+def latency(work: Path, registry: Any) -> dict[str, Any]:
+    """The same knowledge base served twice: reranker off (the base), then everything on."""
+    from verticals.support_bot.pipeline import SupportBot
+    from verticals.support_bot.settings import SupportSettings
+    from verticals.support_bot.text import faq_from_records
+
+    data_dir = work / "latency"
+    settings = SupportSettings(data_dir=data_dir, admin_api_key=ADMIN)  # type: ignore[arg-type]
+    bot = SupportBot(settings, reranker=False)
+    _, widget = bot.create_tenant("bench")
+    rows = generated_kb(N_ENTRIES)
+    started = time.perf_counter()
+    entries = faq_from_records(rows, "generated", settings.max_entry_chars)
+    for i in range(0, len(entries), 2000):
+        bot.upsert("bench", entries[i : i + 2000])
+    ingest_s = time.perf_counter() - started
+    log(f"ingested {len(entries)} entries in {ingest_s:.1f}s")
+    ann = ann_agreement(bot, rows)
+    log(f"dense index {ann['index']}: top-1 agreement with exact search {ann['top1_agreement']}")
+    bot.store.db.dispose()
+    base = serve_and_load(data_dir, widget, {"VERTICALS_SUPPORT_RERANK": "false"})
+    on = serve_and_load(data_dir, widget, {"VERTICALS_REGISTRY_DIR": str(registry.root)})
     return {
         "entries": len(entries),
         "ingest_seconds": round(ingest_s, 1),
         "dense_index": ann,
-        "server_start_seconds": round(startup_s, 1),
-        **result,
+        **on,
+        "base": base,
     }
 
 
@@ -300,10 +456,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        log("training the reranker on real pairs (FiQA, PrivacyQA, BoolQ)")
+        registry, reranker = train_reranker(work)
+        log("real collections")
+        real = real_sets(work, registry)
+        log("latency on a generated 10,000-entry knowledge base")
+        lat = latency(work, registry)
+        write_partial(
+            {"p99_ms": lat["p99_ms"], "p99_ms_base": lat["base"]["p99_ms"], "latency": lat}
+        )
         log("retrieval quality on the sample question set")
         q = quality(work)
-        log("latency on a generated 10,000-entry knowledge base")
-        lat = latency(work)
     modes = q["by_mode"]
     from verticals.support_bot.settings import SupportSettings
 
@@ -311,6 +474,7 @@ def main() -> None:
     result = {
         "p50_ms": lat["p50_ms"],
         "p99_ms": lat["p99_ms"],
+        "p99_ms_base": lat["base"]["p99_ms"],
         "rps": lat["rps"],
         "mrr_dense": round(modes["dense"]["all"]["mrr"], 4),
         "mrr_bm25": round(modes["bm25"]["all"]["mrr"], 4),
@@ -323,6 +487,13 @@ def main() -> None:
             "note": "single retrievers are the baselines of the hybrid; the base encoder is the "
             "baseline of the fine-tuned one",
         },
+        "real_sets": real,
+        "hit1_gain_min": round(
+            min(r["hit1_product"] - r["hit1_dense_base"] for r in real.values() if r["held_out"]), 4
+        ),
+        "precision_min": min(r["answer_precision"] for r in real.values() if r["held_out"]),
+        "coverage_min": min(r["coverage"] for r in real.values() if r["held_out"]),
+        "reranker": reranker,
         "quality": q,
         "latency": lat,
         "protocol": {
