@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,16 +11,20 @@ import pytest
 
 from verticals.core.registry import ModelRegistry
 from verticals.recommender.finetune import build_pairs, finetune_from_log, gate, log_as_interactions
+from verticals.recommender.generate import generate_catalog
 from verticals.recommender.schemas import EventIn, ItemIn
 
+ITEMS = 200
+USERS = 400
 
-def _sequential_events(catalog: list[ItemIn], users: int) -> list[EventIn]:
+
+def _sequential_events(catalog: list[ItemIn], users: int, starts: int = 10) -> list[EventIn]:
     """Users walk item chains (i -> i+10 -> i+20 ...): a signal the text alone does not carry."""
     rng = random.Random(0)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     events = []
     for u in range(users):
-        first = rng.randrange(10)
+        first = rng.randrange(starts)
         for step in range(5):
             item = catalog[(first + 10 * step) % len(catalog)]
             ts = start + timedelta(minutes=u * 10 + step)
@@ -43,17 +48,71 @@ def test_pairs_and_gate_from_the_log(make_engine: Any, catalog: list[ItemIn]) ->
     assert not gate({"hr@10": 0.1, "ndcg@10": 0.05}, {"hr@10": 0.1, "ndcg@10": 0.05})
 
 
-@pytest.mark.slow
-def test_finetune_registers_and_gates(
-    make_engine: Any, catalog: list[ItemIn], tmp_path: Path
-) -> None:
-    engine = make_engine()
+def _shuffled(build: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
+    """``build_pairs`` with the positives shuffled across queries: the same texts, no signal."""
+
+    def build_shuffled(*args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        pairs = build(*args, **kwargs)
+        positives = [p for _, p in pairs]
+        random.Random(1).shuffle(positives)
+        return [(q, p) for (q, _), p in zip(pairs, positives, strict=True)]
+
+    return build_shuffled
+
+
+def _chain_log(make_engine: Any) -> Any:
+    """An engine whose log is 400 users walking item chains over 200 generated items, served
+    text-only, so that co-visits and popularity cannot mask what the encoder does."""
+    from verticals.recommender.settings import ScorerWeights
+
+    catalog = [ItemIn(**item) for item in generate_catalog(ITEMS, seed=5)]
+    engine = make_engine(variant_a=ScorerWeights(text=1.0, popularity=0.0, cooccurrence=0.0))
     engine.upsert_items(catalog)
-    engine.ingest_events(_sequential_events(catalog, 60))
+    events = _sequential_events(catalog, USERS, starts=len(catalog))
+    for at in range(0, len(events), 1000):  # the engine's batch limit
+        engine.ingest_events(events[at : at + 1000])
+    return engine
+
+
+@pytest.mark.slow
+def test_finetune_refuses_an_encoder_trained_on_shuffled_pairs(
+    make_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offline gate on the service's own event log: an encoder trained on the log's pairs
+    with the positives shuffled ranks the held-out items worse and is not promoted."""
+    from verticals.recommender import finetune
+
+    engine = _chain_log(make_engine)
     registry = ModelRegistry(tmp_path / "registry")
-    result = finetune_from_log(
-        engine.settings, max_pairs=300, registry=registry, log=lambda m: None
-    )
-    card = registry.card(engine.settings.encoder_task, result["version"])
-    assert card["kind"] == "embedding" and card["offline"]["before"] == result["before"]
-    assert card["current"] == result["promoted"] == gate(result["before"], result["after"])
+    task = engine.settings.encoder_task
+    monkeypatch.setattr(finetune, "build_pairs", _shuffled(finetune.build_pairs))
+    refused = finetune_from_log(engine.settings, **_options(registry))
+    assert refused["promoted"] is False, refused
+    assert refused["after"]["hr@10"] < refused["before"]["hr@10"], refused  # 0.105 -> 0.065
+    assert registry.current_version(task) is None
+    card = registry.card(task, refused["version"])
+    assert card["kind"] == "embedding" and card["offline"]["before"] == refused["before"]
+    assert card["offline"]["promoted"] is False
+
+
+def _options(registry: ModelRegistry) -> dict[str, Any]:
+    return {"max_pairs": 400, "epochs": 3, "registry": registry, "log": print}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the encoder fine-tuned on this log's real (item, next item) pairs ranks "
+    "the held-out items worse too (HR@10 0.105 -> 0.065, NDCG@10 0.046 -> 0.033), so the gate "
+    "keeps the base encoder; the recommender's encoder fine-tuning does not yet learn the "
+    "sequence (issue 17 report)",
+)
+def test_finetune_promotes_an_encoder_trained_on_the_real_pairs(
+    make_engine: Any, tmp_path: Path
+) -> None:
+    engine = _chain_log(make_engine)
+    registry = ModelRegistry(tmp_path / "registry")
+    result = finetune_from_log(engine.settings, **_options(registry))
+    assert result["promoted"] is True, result
+    assert result["after"]["hr@10"] > result["before"]["hr@10"], result
+    assert registry.current_version(engine.settings.encoder_task) == result["version"]
