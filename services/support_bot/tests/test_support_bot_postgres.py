@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 FAQ = (
@@ -105,11 +104,6 @@ def test_api_round_trip_on_postgres(
     bot.store.db.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="support_handoffs.id is an INTEGER column but the API accepts ids up to 2**63-1: "
-    "on PostgreSQL an id past 2**31-1 overflows in the query and answers 500 (issue 17 report)",
-)
 def test_every_accepted_handoff_id_is_answered_not_found_on_postgres(
     tmp_path: Path, encoder: Any, settings_factory: Any, root_key: str, postgres_url: str
 ) -> None:
@@ -124,9 +118,10 @@ def test_every_accepted_handoff_id_is_answered_not_found_on_postgres(
         root = {"X-API-Key": root_key}
         assert client.post("/v1/tenants", json={"id": "shop"}, headers=root).status_code == 201
         reply = {"tenant": "shop", "text": "x"}
-        r = client.post(f"/v1/handoffs/{MAX_ROW_ID + 1}/reply", json=reply, headers=root)
-        assert r.status_code == 422, r.text
-        for missing in (2**31, 999_999_999_999, MAX_ROW_ID):
+        for too_big in (MAX_ROW_ID + 1, 999_999_999_999):
+            r = client.post(f"/v1/handoffs/{too_big}/reply", json=reply, headers=root)
+            assert r.status_code == 422, r.text
+        for missing in (2**31 - 1, MAX_ROW_ID):
             r = client.post(f"/v1/handoffs/{missing}/reply", json=reply, headers=root)
             assert r.status_code == 404 and str(missing) in r.json()["detail"], r.text
     bot.store.db.dispose()

@@ -49,7 +49,8 @@ REPLY = {
     404: {"description": "the support bot has no such tenant or handoff"},
     503: {"description": "the support bot is down"},
 }
-MAX_ROW_ID = 2**63 - 1
+MAX_ROW_ID = 2**31 - 1
+"""The support bot's row ids are 32-bit SQL integers; a larger id is a 422 here too."""
 
 
 def get_settings(request: Request) -> DashboardSettings:

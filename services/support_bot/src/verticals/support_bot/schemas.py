@@ -7,8 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-MAX_ROW_ID = 2**63 - 1
-"""Row ids are 64-bit in SQL: a larger number is a 422, not a database overflow."""
+MAX_ROW_ID = 2**31 - 1
+"""Row ids are SQL INTEGER columns (32-bit on PostgreSQL): a larger id is a 422, not an overflow
+in the query (a 500)."""
 
 
 class TenantCreate(BaseModel):
