@@ -32,15 +32,18 @@ def real_tweets(n: int, seed: int = 11) -> tuple[list[str], list[str]]:
     return [str(t).strip() for t in frame["text"]], [str(s) for s in frame["sentiment"]]
 
 
-def test_int8_classifier_keeps_macro_f1_on_real_tweets(trained) -> None:
+def test_int8_classifier_keeps_macro_f1_on_real_tweets(trained, tmp_path: Path) -> None:
     """The session's two-head model; its mood head (negative/neutral/positive) read on 400 real
-    tweets, by the fp32 torch model and by its int8 ONNX export."""
+    tweets, by the fp32 torch model and by its int8 ONNX export (of a copy: the session's model
+    stays as training left it)."""
+    import shutil
+
     from sklearn.metrics import f1_score
 
     from verticals.core.inference import Predictor, export_onnx
 
     registry, _ = trained
-    path = registry.path("mood-topic")
+    path = Path(shutil.copytree(registry.path("mood-topic"), tmp_path / "model"))
     export_onnx(path, quantize=True)
     texts, labels = real_tweets(400)
     fp32 = Predictor.from_directory(path).predict(texts)

