@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -100,3 +101,21 @@ def test_shipped_rules_load_and_bad_rules_are_named() -> None:
         RulesConfig.model_validate(
             {"bucket_seconds": 300, "rules": [{"name": "x", "window_seconds": 100}]}
         )
+
+
+def test_an_assigned_partition_not_read_yet_holds_the_watermark_back() -> None:
+    """The first partition read must not close the windows that another assigned partition's
+    items of the same time still fall into (a whole partition read in one batch of 64 did)."""
+    obs = feed()
+    background = [replace(o, source="raw/0") for o in obs if not o.id.startswith("s")]
+    spike = [replace(o, source="raw/1") for o in obs if o.id.startswith("s")]
+    spike.append(
+        Observation("end", obs[-1].event_ts + 600, ("topic:macro",), False, 0.1, "t", "raw/1")
+    )
+    engine = AlertEngine(SMALL_RULES)
+    engine.expect(["raw/0", "raw/1"])
+    assert engine.process(background) == []  # partition 0 read to its end first
+    assert engine.closed_bucket is None
+    alerts = engine.process(spike)
+    assert engine.late == 0
+    assert sorted(a.key for a in alerts) == ["ticker:X", "topic:regulation_legal"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,16 +164,27 @@ class AlertEngine:
     def watermark(self) -> float | None:
         """The lowest of the sources' highest event times (partitions are read at different
         speeds), leaving out sources that went idle while others kept going."""
-        if not self.source_max:
-            return None
         now = time.monotonic()
         idle = self.config.idle_source_seconds
+        if not self.source_max or any(
+            source not in self.source_max and now - seen <= idle
+            for source, seen in self.source_seen.items()
+        ):
+            return None  # an expected source has sent nothing yet: it may still be behind
         active = [
             ts
             for source, ts in self.source_max.items()
             if now - self.source_seen.get(source, now) <= idle
         ]
         return min(active or self.source_max.values())
+
+    def expect(self, sources: Iterable[str]) -> None:
+        """Sources (assigned partitions) that hold the watermark back until their first item
+        arrives or they stay silent for ``idle_source_seconds``: otherwise the first partition
+        read would close every window before the others' items of the same time arrive."""
+        now = time.monotonic()
+        for source in sources:
+            self.source_seen.setdefault(source, now)
 
     @property
     def closed_bucket(self) -> int | None:

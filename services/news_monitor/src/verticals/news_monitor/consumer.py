@@ -288,7 +288,9 @@ class NewsMonitor:
         messages = sorted(
             (m for batch in polled.values() for m in batch), key=lambda m: (m.partition, m.offset)
         )
-        self.status["assigned"] = sorted(tp.partition for tp in self.consumer.assignment())
+        assignment = self.consumer.assignment()
+        self.status["assigned"] = sorted(tp.partition for tp in assignment)
+        self.engine.expect(f"{tp.topic}/{tp.partition}" for tp in assignment)
         prepared: Prepared | None = None
         failed = False
         if messages:
@@ -420,6 +422,7 @@ class NewsMonitor:
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.status["batches"] += 1
         self.status["last_batch_at"] = datetime.now(UTC).isoformat()
+        self.status["late"] = self.engine.late
 
     def _dead_letter(self, msg: Any, rejected: Rejected, max_bytes: int | None = None) -> Any:
         from kafka.errors import MessageSizeTooLargeError
