@@ -88,7 +88,7 @@ def test_finetune_refuses_an_encoder_trained_on_shuffled_pairs(
     monkeypatch.setattr(finetune, "build_pairs", _shuffled(finetune.build_pairs))
     refused = finetune_from_log(engine.settings, **_options(registry))
     assert refused["promoted"] is False, refused
-    assert refused["after"]["hr@10"] < refused["before"]["hr@10"], refused  # 0.105 -> 0.065
+    assert refused["after"]["hr@10"] < refused["before"]["hr@10"], refused  # 0.105 -> 0.0975
     assert registry.current_version(task) is None
     card = registry.card(task, refused["version"])
     assert card["kind"] == "embedding" and card["offline"]["before"] == refused["before"]
@@ -96,4 +96,4 @@ def test_finetune_refuses_an_encoder_trained_on_shuffled_pairs(
 
 
 def _options(registry: ModelRegistry) -> dict[str, Any]:
-    return {"max_pairs": 400, "epochs": 3, "registry": registry, "log": print}
+    return {"max_pairs": 400, "epochs": 1, "registry": registry, "log": print}
