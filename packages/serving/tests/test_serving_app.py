@@ -81,6 +81,12 @@ def test_admin_key_is_required() -> None:
     assert client.get("/secret").status_code == 401
     assert client.get("/secret", headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/secret", headers={"X-API-Key": "s3cret"}).json() == {"ok": "yes"}
+    # a key with non-ASCII header text is refused like any wrong key, not a 500
+    client = TestClient(make_app(admin_api_key="s3cret"), raise_server_exceptions=False)
+    assert (
+        client.get("/secret", headers={"X-API-Key": "s3cr\u00e9t".encode("latin-1")}).status_code
+        == 401
+    )
 
 
 def test_api_keys_are_stored_hashed() -> None:

@@ -30,7 +30,8 @@ def require_admin_key(get_expected: Callable[[], str]) -> Callable[[str | None],
     """A dependency that accepts only the service's admin key (from its settings)."""
 
     def check(key: str | None = Security(API_KEY_HEADER)) -> str:
-        if not key or not hmac.compare_digest(key, get_expected()):
+        # compared as bytes: compare_digest refuses non-ASCII text (a 500 for a key like "é")
+        if not key or not hmac.compare_digest(key.encode(), get_expected().encode()):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid X-API-Key")
         return key
 
