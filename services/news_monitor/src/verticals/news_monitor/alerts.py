@@ -145,6 +145,9 @@ class AlertEngine:
         self.max_event_ts: float | None = None
         self.source_max: dict[str, float] = {}
         self.source_seen: dict[str, float] = {}
+        self.expected: set[str] = set()
+        self.first_item_at: float | None = None
+        """When this process counted its first item: an expected source's silence runs from then."""
         self.states: dict[tuple[str, str], KeyState] = {}
         self.dirty: set[tuple[str, str]] = set()
         self.late = 0
@@ -166,11 +169,11 @@ class AlertEngine:
         speeds), leaving out sources that went idle while others kept going."""
         now = time.monotonic()
         idle = self.config.idle_source_seconds
-        if not self.source_max or any(
-            source not in self.source_max and now - seen <= idle
-            for source, seen in self.source_seen.items()
-        ):
-            return None  # an expected source has sent nothing yet: it may still be behind
+        if not self.source_max:
+            return None
+        started = self.first_item_at if self.first_item_at is not None else now
+        if now - started <= idle and any(s not in self.source_max for s in self.expected):
+            return None  # an assigned source has sent nothing yet: it may still be behind
         active = [
             ts
             for source, ts in self.source_max.items()
@@ -180,11 +183,10 @@ class AlertEngine:
 
     def expect(self, sources: Iterable[str]) -> None:
         """Sources (assigned partitions) that hold the watermark back until their first item
-        arrives or they stay silent for ``idle_source_seconds``: otherwise the first partition
-        read would close every window before the others' items of the same time arrive."""
-        now = time.monotonic()
-        for source in sources:
-            self.source_seen.setdefault(source, now)
+        arrives, or for ``idle_source_seconds`` after the first item of any source: otherwise
+        the first partition read would close every window before the others' items of the same
+        time arrive."""
+        self.expected.update(sources)
 
     @property
     def closed_bucket(self) -> int | None:
@@ -218,6 +220,8 @@ class AlertEngine:
             if obs.event_ts > self.source_max.get(obs.source, -math.inf):
                 self.source_max[obs.source] = obs.event_ts
             self.source_seen[obs.source] = time.monotonic()
+            if self.first_item_at is None:
+                self.first_item_at = self.source_seen[obs.source]
         return True
 
     def process(self, observations: list[Observation], now: datetime | None = None) -> list[Alert]:
