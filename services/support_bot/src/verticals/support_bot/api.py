@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from verticals.serving.app import create_app, error_responses
 from verticals.serving.auth import API_KEY_HEADER
 from verticals.support_bot.batching import ChatBatcher
-from verticals.support_bot.pipeline import Reply, SupportBot, UnknownTenant
+from verticals.support_bot.pipeline import Candidate, Reply, SupportBot, UnknownTenant, decide
 from verticals.support_bot.schemas import (
     MAX_ROW_ID,
     Changed,
@@ -44,6 +44,9 @@ from verticals.support_bot.schemas import (
     FeedbackIn,
     HandoffOut,
     MessageOut,
+    SearchCandidate,
+    SearchIn,
+    SearchOut,
     SessionIn,
     SessionOut,
     StaffReply,
@@ -298,6 +301,43 @@ def delete_entry(tenant: str, entry_id: str, caller: Auth, bot: Bot) -> Changed:
 def rebuild(tenant: str, caller: Auth, bot: Bot) -> Changed:
     caller.admin(bot, tenant)
     return Changed(tenant=tenant, count=bot.rebuild(tenant))
+
+
+def _candidate_out(c: Candidate) -> SearchCandidate:
+    return SearchCandidate(
+        entry_id=c.entry.id,
+        kind=c.entry.kind,
+        question=c.entry.title,
+        heading=c.entry.heading,
+        answer=c.entry.body,
+        url=c.entry.url,
+        score=round(c.confidence, 4),
+        cosine=round(c.cosine, 4),
+        fused=round(c.fused, 6),
+        prob=round(c.prob, 4),
+        relevance=None if c.relevance is None else round(c.relevance, 4),
+    )
+
+
+@router.post("/v1/tenants/{tenant}/search", response_model=SearchOut, tags=["knowledge base"])
+def search(tenant: str, body: SearchIn, caller: Auth, bot: Bot) -> SearchOut:
+    """What the bot would do with ``question`` as a conversation's first message: the
+    candidates (hybrid retrieval, reranked when a reranker is registered) with their scores,
+    and the policy's decision. Nothing is stored."""
+    caller.admin(bot, tenant)
+    question = body.question.strip()
+    if not question:
+        raise InputError("empty question")
+    found = bot.retrieve(tenant, question, k=max(body.k, bot.settings.candidates))
+    policy = bot.policy(tenant)
+    return SearchOut(
+        decision=decide(found, policy),
+        confidence=round(found[0].confidence, 4) if found else 0.0,
+        threshold=policy.threshold,
+        margin=policy.margin,
+        calibrated=policy.calibrated,
+        candidates=[_candidate_out(c) for c in found[: body.k]],
+    )
 
 
 # chat ----------------------------------------------------------------------------------------

@@ -137,3 +137,38 @@ class FeedbackIn(BaseModel):
     session_id: str = Field(pattern=SESSION_PATTERN)
     message_id: int = Field(ge=1, le=MAX_ROW_ID)
     rating: Literal["up", "down"]
+
+
+class SearchIn(BaseModel):
+    """``POST /v1/tenants/{tenant}/search``: what the bot would answer, and why."""
+
+    question: str = Field(min_length=1, max_length=20_000)
+    k: int = Field(5, ge=1, le=50)
+
+
+class SearchCandidate(BaseModel):
+    entry_id: str
+    kind: str
+    question: str
+    """The entry's title (an FAQ's question, a passage's document title)."""
+    heading: str = ""
+    answer: str
+    url: str = ""
+    score: float
+    """The confidence the policy decides on: the reranker's relevance probability when the
+    candidates were reranked, else the cosine to the question."""
+    cosine: float
+    fused: float
+    """Reciprocal-rank-fusion score of the dense and BM25 rankings."""
+    prob: float
+    """Softmax of the cosines over the fused top five (the clarify margin without a reranker)."""
+    relevance: float | None = None
+
+
+class SearchOut(BaseModel):
+    decision: Literal["answer", "clarify", "handoff"]
+    confidence: float
+    threshold: float
+    margin: float
+    calibrated: bool
+    candidates: list[SearchCandidate]
