@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import signal
@@ -98,6 +99,14 @@ class Suite:
         return self.output()
 
 
+def wait_for_ready_block(suite: Suite, timeout: float = 60) -> None:
+    """The suite prints its ready block once it has seen every service healthy."""
+    deadline = time.monotonic() + timeout
+    while "verticals is ready" not in suite.output():
+        assert time.monotonic() < deadline and suite.proc.poll() is None, suite.output()[-3000:]
+        time.sleep(0.2)
+
+
 def start_suite(tmp_path: Path, env: dict[str, str]) -> Suite:
     """`verticals up` must be told its ports: each is free when chosen, but another process may
     take one before the service binds it; then the suite is started again on new ports."""
@@ -138,9 +147,23 @@ def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data
 
     first = start_suite(tmp_path, env)
     try:
+        wait_for_ready_block(first)
         output = first.output()
-        for name in ("support", "recommender", "dashboard"):
-            assert first.url(name) in output  # each service prints its URL
+        block = output[output.index("verticals is ready") :]
+        for name in ("news", "support", "recommender", "dashboard"):
+            assert first.url(name) in block  # each service's URL in the one ready block
+        assert "widget key (public): wk_" in block and "admin key" in block
+        assert "verticals news produce" in block and "VERTICALS_NEWS_BROKER_PORT" in block
+        for noise in ("DEBUG:bm25s", "FutureWarning", "WARNING:root", '{"ts"'):
+            assert noise not in output, noise  # logs go to files, third-party noise nowhere
+        logs = tmp_path / "var" / "logs"
+        assert {p.name for p in logs.iterdir()} == {
+            f"{n}.log" for n in ("news", "support", "recommend", "dashboard")
+        }
+        for path in logs.iterdir():
+            entries = [json.loads(line) for line in path.read_text().splitlines()]
+            assert any("Uvicorn running" in e["msg"] for e in entries), path
+            assert not any("bm25s" in e.get("logger", "") for e in entries), path
         recs = httpx.get(first.url("recommender") + "/v1/users/new-user/recommendations?k=3")
         assert recs.status_code == 200
         dashboard = first.url("dashboard")  # its admin key is the local default too

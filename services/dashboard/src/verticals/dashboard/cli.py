@@ -23,10 +23,8 @@ def up(
 
     settings = get_settings(**({"port": port} if port else {}))
     app_ = build_app(settings)
-    typer.echo(f"dashboard: http://{settings.host}:{settings.port}/")
-    for name, url in settings.upstreams().items():
-        typer.echo(f"  {name:<12}{url}")
-    typer.echo(f"  {'registry':<12}{app_.state.registry.root}")
+    typer.echo("log in with the admin key; reads " + ", ".join(settings.upstreams().values()))
+    typer.echo(f"model registry: {app_.state.registry.root}")
     serve(app_, settings)
 
 

@@ -220,10 +220,7 @@ def _serve(settings: Any) -> None:
     from verticals.serving.server import serve as run_server
 
     base = f"http://{settings.host}:{settings.port}"
-    typer.echo(
-        f"news monitor API: {base}  ({base}/health, {base}/metrics, {base}/alerts, "
-        f"{base}/trends, {base}/trends?format=png)"
-    )
+    typer.echo(f"{base}/alerts, {base}/trends (chart: {base}/trends?format=png), {base}/docs")
     run_server(build_app(settings), settings)
 
 
@@ -252,18 +249,15 @@ def up(
     folder = data_dir or settings.data_dir / "broker-runs" / time.strftime("%Y%m%dT%H%M%S")
     broker = NoidaBroker(folder, settings.broker_port)
     broker.start()
+    typer.echo(f"embedded broker: {broker.bootstrap} (data {broker.data_dir})")
+    # the commands below find the broker themselves when it is on the default port
+    default_port = type(settings).model_fields["broker_port"].default
+    moved = settings.broker_port != default_port
+    env = f"VERTICALS_NEWS_BROKER_PORT={settings.broker_port} " if moved else ""
     typer.echo(
-        f"broker: {broker.bootstrap} (pid {broker.process.pid if broker.process else '?'}, "
-        f"data {broker.data_dir})"
+        f"demo: {env}verticals news produce shared/news_monitor/demo_headlines.jsonl --fresh"
     )
-    typer.echo(
-        f"demo: VERTICALS_NEWS_BROKER_PORT={settings.broker_port} verticals news produce "
-        f"shared/news_monitor/demo_headlines.jsonl --fresh"
-    )
-    typer.echo(
-        f"alerts topic: VERTICALS_NEWS_BROKER_PORT={settings.broker_port} verticals news tail "
-        f"{settings.alerts_topic}"
-    )
+    typer.echo(f"alerts as they come: {env}verticals news tail {settings.alerts_topic}")
     try:
         _serve(settings)
     finally:

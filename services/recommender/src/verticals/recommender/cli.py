@@ -47,17 +47,19 @@ def up(
 ) -> None:
     """Serve the API on 127.0.0.1; an empty catalog is filled with the sample catalog first."""
     from verticals.recommender.api import build_app
+    from verticals.serving.logging import configure_logging
     from verticals.serving.server import serve
 
     settings = _settings(**({"port": port} if port else {}))
+    configure_logging(settings.log_level, "recommender")  # before the encoder loads
     engine = _engine(settings)
     source = catalog or settings.sample_catalog
     if len(engine.index) == 0 and source is not None and str(source) not in ("", "."):
         created, _ = _import(engine, Path(source))
         typer.echo(f"loaded {created} items from {source}", err=True)
     url = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"recommender: {len(engine.index)} items at {url}/docs")
-    typer.echo(f"  e.g. {url}/v1/users/u1/recommendations?k=5")
+    typer.echo(f"{len(engine.index)} items; API docs: {url}/docs")
+    typer.echo(f"try: curl '{url}/v1/users/u1/recommendations?k=5'")
     serve(build_app(settings, engine), settings)
 
 

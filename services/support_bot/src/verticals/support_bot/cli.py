@@ -85,17 +85,21 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port (default VERTICALS_SUPPORT_PORT).")] = None,
 ) -> None:
     """Serve the sample knowledge base with the chat widget at a URL it prints."""
+    from verticals.serving.logging import configure_logging
     from verticals.serving.server import serve
     from verticals.support_bot.api import build_app
+    from verticals.support_bot.settings import SERVICE
 
     settings = _settings(**({"port": port} if port else {}))
+    configure_logging(settings.log_level, SERVICE)  # before the models load
     bot = _bot(settings)
     demo = prepare_demo(bot, settings)
     url = f"http://{settings.host}:{settings.port}/"
-    typer.echo(f"support bot: sample store '{DEMO}' with the widget at {url}")
+    typer.echo(f"sample store '{DEMO}' with the chat widget: {url}")
     typer.echo(f"widget key (public): {demo['key']}")
     if "admin_key" in demo:
         typer.echo(f"admin key for tenant '{DEMO}' (shown once): {demo['admin_key']}")
+    typer.echo('try: "How do I return an item?", then "and how long does that take?"')
     serve(build_app(settings, bot, demo), settings)
 
 
