@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from verticals.serving.app import create_app, error_responses
 from verticals.serving.auth import API_KEY_HEADER
 from verticals.support_bot.batching import ChatBatcher
+from verticals.support_bot.chat import PERSON_TEXT
 from verticals.support_bot.pipeline import Candidate, Reply, SupportBot, UnknownTenant, decide
 from verticals.support_bot.schemas import (
     MAX_ROW_ID,
@@ -42,6 +43,8 @@ from verticals.support_bot.schemas import (
     EntryOut,
     FaqBatch,
     FeedbackIn,
+    HandoffIn,
+    HandoffOpened,
     HandoffOut,
     MessageOut,
     SearchCandidate,
@@ -53,6 +56,7 @@ from verticals.support_bot.schemas import (
     TenantCreate,
     TenantKeys,
     WhoAmI,
+    WidgetConfig,
 )
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Entry, Handoff, Message
@@ -461,6 +465,38 @@ def feedback(
 
 
 # handoffs ------------------------------------------------------------------------------------
+@router.post("/v1/handoffs", status_code=201, response_model=HandoffOpened, tags=["handoffs"])
+def open_handoff(
+    body: HandoffIn,
+    request: Request,
+    caller: Auth,
+    bot: Bot,
+    x_session_token: SessionToken = None,
+) -> HandoffOpened:
+    """The visitor asks for a person: a handoff opens on the conversation (staff see its whole
+    transcript); a conversation with an open handoff keeps that one."""
+    caller.chat(bot, body.tenant)
+    require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
+    message_id, handoff_id = bot.conversations.request_handoff(
+        body.tenant, body.session_id, body.message
+    )
+    return HandoffOpened(handoff_id=handoff_id, message_id=message_id, text=PERSON_TEXT)
+
+
+def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
+    messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
+    return HandoffOut(
+        id=h.id,
+        tenant=h.tenant_id,
+        session_id=h.session_id,
+        question=h.question,
+        reason=h.reason,
+        status=h.status,
+        created_at=h.created_at.isoformat(),
+        transcript=[_message_out(m) for m in messages],
+    )
+
+
 def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
     messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
     return HandoffOut(
@@ -501,6 +537,33 @@ def staff_reply(
 
 
 # widget --------------------------------------------------------------------------------------
+def suggested_questions(entries: list[Entry], n: int = 3) -> list[str]:
+    """The first FAQ question of each category, in the knowledge base's order (varied
+    suggestions), topped up with the next questions when there are fewer categories."""
+    faqs = [e for e in entries if e.kind == "faq" and e.title]
+    seen: set[str] = set()
+    firsts = []
+    for e in faqs:
+        if e.category not in seen:
+            seen.add(e.category)
+            firsts.append(e)
+    rest = [e for e in faqs if e not in firsts]
+    return [e.title for e in (firsts + rest)[:n]]
+
+
+@router.get("/v1/widget", response_model=WidgetConfig, tags=["chat"])
+def widget_config(
+    tenant: Annotated[str, Query(min_length=1, max_length=64)], caller: Auth, bot: Bot
+) -> WidgetConfig:
+    """What the widget shows before the first question: the tenant's name and suggested
+    questions. The widget asks at load, so a wrong key or tenant shows in the console at once."""
+    caller.chat(bot, tenant)
+    row = bot.store.tenant(tenant)
+    assert row is not None
+    entries = bot.store.entries(tenant, "faq", 200, 0)
+    return WidgetConfig(tenant=tenant, name=row.name, suggestions=suggested_questions(entries))
+
+
 @router.get("/widget.js", include_in_schema=False)
 def widget_js() -> Response:
     text = files("verticals.support_bot").joinpath("static/widget.js").read_text()

@@ -36,6 +36,14 @@ HANDOFF_TEXT = (
 )
 
 
+ASK_FOR_PERSON = "I would like to talk to a person."
+PERSON_TEXT = (
+    "I have passed this conversation to our support team. Someone will reply here shortly."
+)
+REQUESTED = "asked for a person"
+"""The handoff reason when the visitor asks for a person (``request_handoff``)."""
+
+
 @dataclass
 class Reply:
     kind: Kind
@@ -362,3 +370,28 @@ class Conversations:
         return self.store.add_feedback(
             tenant, session, rating, message_id=message_id, query=msg.query, entry_id=entry_id
         )
+
+    def request_handoff(self, tenant: str, session: str, message: str) -> tuple[int, int]:
+        """The visitor asked for a person: their request and the bot's notice join the
+        transcript, and a handoff opens on the conversation's last question (staff read the
+        whole transcript with it). A conversation with an open handoff keeps that one.
+        Returns (the notice's message id, the handoff id)."""
+        self.tenants.require(tenant)
+        message = message.strip() or ASK_FOR_PERSON
+        if len(message) > self.settings.max_message_chars:
+            raise InputError(f"message over {self.settings.max_message_chars} characters")
+        open_ = [h for h in self.store.handoffs(tenant, "open") if h.session_id == session]
+        question = self.store.previous_query(tenant, session, 200) or message
+        blank: dict[str, Any] = {"query": "", "citations": [], "confidence": None}
+        turn = {
+            "tenant": tenant,
+            "session": session,
+            "user": {"text": self._keep(message)},
+            "bot": {**blank, "text": PERSON_TEXT, "kind": "handoff"},
+            "handoff": None if open_ else {"question": self._keep(question), "reason": REQUESTED},
+        }
+        [(message_id, handoff_id)] = self.store.add_turns([turn])
+        if handoff_id is None:
+            return message_id, open_[-1].id
+        self._notify(handoff_id, tenant, session, self._keep(question), REQUESTED)
+        return message_id, handoff_id

@@ -172,3 +172,27 @@ class SearchOut(BaseModel):
     margin: float
     calibrated: bool
     candidates: list[SearchCandidate]
+
+
+class WidgetConfig(BaseModel):
+    """What the widget shows before the first question."""
+
+    tenant: str
+    name: str
+    suggestions: list[str]
+    """A few questions from the knowledge base (one FAQ per category, in the base's order)."""
+
+
+class HandoffIn(BaseModel):
+    """The visitor asks for a person (the widget's "Talk to a person")."""
+
+    tenant: str = Field(min_length=1, max_length=64)
+    session_id: str = Field(pattern=SESSION_PATTERN)
+    message: str = Field("", max_length=2_000)
+
+
+class HandoffOpened(BaseModel):
+    handoff_id: int
+    message_id: int
+    """The bot's notice in the transcript."""
+    text: str
