@@ -1,5 +1,6 @@
-"""The support bot on a real local PostgreSQL server: the API round trip, and two replicas
-(separate data folders, one database) that agree after a restart."""
+"""The support bot on a real local PostgreSQL server: the API round trip (pgvector, the default
+there), and two FAISS replicas (separate data folders, one database) that agree after a
+restart."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def test_api_round_trip_on_postgres(
     settings = settings_factory(tmp_path, database_url=postgres_url)
     bot = SupportBot(settings, encoder=encoder)
     assert bot.store.db.dialect == "postgresql"
+    assert bot.knowledge.store_kind == "pgvector"
     with TestClient(build_app(settings, bot)) as client:
         keys = client.post(
             "/v1/tenants", json={"id": "shop", "name": "Shop"}, headers={"X-API-Key": root_key}
@@ -134,10 +136,14 @@ def test_two_replicas_agree_through_the_database(
     from verticals.support_bot.text import EntryIn
 
     def replica(name: str) -> SupportBot:
-        settings = settings_factory(tmp_path / name, database_url=postgres_url)
+        # FAISS in each replica (pgvector's live sharing: test_support_bot_pgvector.py)
+        settings = settings_factory(
+            tmp_path / name, database_url=postgres_url, vector_store="faiss"
+        )
         return SupportBot(settings, encoder=encoder)
 
     a = replica("a")
+    assert a.knowledge.store_kind == "faiss"
     a.create_tenant("shop")
     assert a.ingest_faq("shop", FAQ, "csv") == 3
     b = replica("b")

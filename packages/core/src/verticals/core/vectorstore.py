@@ -145,11 +145,13 @@ class PgVectorStore:
     def ensure(self) -> None:
         """The extension, the table and its indexes (HNSW, and GIN on the metadata), created
         once under an advisory lock so replicas starting together do not race; a table made
-        for another dimension is an error naming both."""
+        for another dimension is an error naming both. Nothing on a read replica."""
         from sqlalchemy import text
 
         t = self.table
         with self.engine.begin() as conn:
+            if conn.execute(text("SELECT pg_is_in_recovery()")).scalar():
+                return  # a read replica: the primary made everything
             key = zlib.crc32(f"verticals.vectorstore.{t}".encode())
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))

@@ -125,9 +125,11 @@ class Database:
 
     def create_all(self, base: type[DeclarativeBase]) -> None:
         """Create missing tables; on PostgreSQL under an advisory lock, so replicas starting
-        together do not race on the catalog."""
+        together do not race on the catalog. A read replica (hot standby) creates nothing."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
+                if conn.execute(text("SELECT pg_is_in_recovery()")).scalar():
+                    return
                 key = zlib.crc32(b"verticals.create_all")
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             base.metadata.create_all(conn)

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +208,14 @@ class ServiceProcess:
 
 
 class PostgresServer:
-    """One local server: ``start()``, ``create_database()``, ``url(db)``, ``stop()``."""
+    """One local server: ``start()``, ``create_database()``, ``url(db)``, ``stop()``.
+    ``durable``: a commit is acknowledged once its WAL is written (the default trades that for
+    speed, so a killed server may lose the last acknowledged commits)."""
 
-    def __init__(self, bin_dir: Path, user: str = "verticals") -> None:
+    def __init__(self, bin_dir: Path, user: str = "verticals", durable: bool = False) -> None:
         self.bin_dir = bin_dir
         self.user = user
+        self.durable = durable
         self.password = secrets.token_hex(12)
         self.port = free_port()
         # /tmp itself, not pytest's root-only tmp folder: the postgres user must reach it
@@ -274,9 +277,11 @@ class PostgresServer:
                 f"-c unix_socket_directories={self.root}",
                 f"-c timezone={SERVER_TIMEZONE}",
                 "-c max_connections=300",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *(
+                    []
+                    if self.durable
+                    else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+                ),
             ]
         )
         self._run(
@@ -292,6 +297,63 @@ class PostgresServer:
             "60",
             "start",
         )
+
+    def replica(self) -> PostgresServer:
+        """A streaming read replica of this server (``pg_basebackup -R``: a hot standby that
+        follows the primary's WAL), started on its own port; ``stop()`` it like any."""
+        standby = PostgresServer(self.bin_dir, self.user)
+        standby.password = self.password
+        env = {**os.environ, "PGPASSWORD": self.password}
+        result = subprocess.run(
+            [
+                *standby._as,
+                str(self.bin_dir / "pg_basebackup"),
+                *("-D", str(standby.data), "-R", "-c", "fast", "-X", "stream"),
+                *("-h", "127.0.0.1", "-p", str(self.port), "-U", self.user),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        if result.returncode != 0:
+            standby.stop()
+            raise RuntimeError(f"pg_basebackup failed: {result.stderr or result.stdout}")
+        for attempt in range(3):
+            try:
+                standby._pg_ctl_start()
+                return standby
+            except RuntimeError:
+                if attempt == 2:
+                    standby.stop()
+                    raise
+                standby.port = free_port()
+        return standby
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process of it at once (a crash: no shutdown, no
+        checkpoint); ``restart()`` recovers from the WAL."""
+        import signal
+
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                children.append(int(stat.parent.name))
+        for each in [pid, *children]:
+            with suppress(ProcessLookupError):
+                os.kill(each, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        self._pg_ctl_start()
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

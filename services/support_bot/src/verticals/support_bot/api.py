@@ -60,7 +60,7 @@ from verticals.support_bot.schemas import (
 )
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Entry, Handoff, Message
-from verticals.support_bot.text import EntryIn, InputError
+from verticals.support_bot.text import EntryIn, InputError, check_metadata
 
 router = APIRouter(responses=error_responses(400, 403, 404))
 """Any route may get content the bot refuses (400), name a tenant its key may not use (403)
@@ -132,6 +132,7 @@ def _entry_out(e: Entry) -> EntryOut:
         url=e.url,
         source=e.source,
         paraphrases=e.paraphrases or [],
+        metadata=e.meta or {},
     )
 
 
@@ -205,6 +206,7 @@ def tenant_info(tenant: str, caller: Auth, bot: Bot) -> dict[str, Any]:
         "entries": bot.store.count(tenant),
         "indexed": len(bot.index(tenant)),
         "encoder": bot.encoder.version,
+        "vector_store": bot.knowledge.store_kind,
         "policy": policy.__dict__,
         "calibration": row.calibration,
     }
@@ -223,6 +225,7 @@ def upsert_faq(tenant: str, body: FaqBatch, caller: Auth, bot: Bot) -> Changed:
             url=e.url,
             paraphrases=e.paraphrases,
             source="api",
+            metadata=check_metadata(e.metadata, f"entry {e.id!r} metadata"),
         )
         for e in body.entries
     ]
@@ -262,7 +265,16 @@ async def import_faq(
 @router.post("/v1/tenants/{tenant}/documents", response_model=Changed, tags=["knowledge base"])
 def add_document(tenant: str, body: DocumentIn, caller: Auth, bot: Bot) -> Changed:
     caller.admin(bot, tenant)
-    count = bot.ingest_document(tenant, body.id, body.content, body.format, body.title, body.url)
+    count = bot.ingest_document(
+        tenant,
+        body.id,
+        body.content,
+        body.format,
+        body.title,
+        body.url,
+        body.category,
+        check_metadata(body.metadata, "document metadata"),
+    )
     return Changed(tenant=tenant, count=count)
 
 
@@ -332,7 +344,9 @@ def search(tenant: str, body: SearchIn, caller: Auth, bot: Bot) -> SearchOut:
     question = body.question.strip()
     if not question:
         raise InputError("empty question")
-    found = bot.retrieve(tenant, question, k=max(body.k, bot.settings.candidates))
+    found = bot.retrieve(
+        tenant, question, k=max(body.k, bot.settings.candidates), filter=body.filter
+    )
     policy = bot.policy(tenant)
     return SearchOut(
         decision=decide(found, policy),
@@ -386,7 +400,7 @@ async def chat(
     """Answered together with the other requests waiting at the same moment."""
     caller.chat(bot, body.tenant)
     require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
-    return _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
+    return _reply_out(await batcher.chat(body.tenant, body.session_id, body.message, body.filter))
 
 
 def sse(event: str, data: Any) -> str:
@@ -409,7 +423,7 @@ async def chat_stream(
     """The same answer as Server-Sent Events: ``meta``, then ``delta`` chunks, then ``done``."""
     caller.chat(bot, body.tenant)
     require_session_token(request, caller, body.tenant, body.session_id, x_session_token, False)
-    reply = _reply_out(await batcher.chat(body.tenant, body.session_id, body.message))
+    reply = _reply_out(await batcher.chat(body.tenant, body.session_id, body.message, body.filter))
 
     async def events() -> AsyncIterator[str]:
         meta = reply.model_dump(exclude={"text"})
@@ -481,20 +495,6 @@ def open_handoff(
         body.tenant, body.session_id, body.message
     )
     return HandoffOpened(handoff_id=handoff_id, message_id=message_id, text=PERSON_TEXT)
-
-
-def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
-    messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
-    return HandoffOut(
-        id=h.id,
-        tenant=h.tenant_id,
-        session_id=h.session_id,
-        question=h.question,
-        reason=h.reason,
-        status=h.status,
-        created_at=h.created_at.isoformat(),
-        transcript=[_message_out(m) for m in messages],
-    )
 
 
 def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from verticals.serving.logging import request_id
@@ -25,10 +26,13 @@ class ChatBatcher:
         self._thread = threading.Thread(target=self._run, name="chat-batcher", daemon=True)
         self._thread.start()
 
-    async def chat(self, tenant: str, session: str, message: str) -> Reply:
+    async def chat(
+        self, tenant: str, session: str, message: str, filter: Mapping[str, str] | None = None
+    ) -> Reply:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        self._queue.put((Turn(tenant, session, message, request_id.get()), loop, future))
+        turn = Turn(tenant, session, message, request_id.get(), filter or None)
+        self._queue.put((turn, loop, future))
         return await future
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,12 +61,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class Turn:
-    """One incoming chat message (``request_id`` tags its log line)."""
+    """One incoming chat message (``request_id`` tags its log line); ``filter``: only entries
+    whose metadata has these key/values may answer it."""
 
     tenant: str
     session: str
     message: str
     request_id: str = "-"
+    filter: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -137,8 +139,10 @@ class Conversations:
         self._intents.pop(tenant, None)
 
     # turns ---------------------------------------------------------------------------------
-    def chat(self, tenant: str, session: str, message: str) -> Reply:
-        reply = self.chat_many([Turn(tenant, session, message)])[0]
+    def chat(
+        self, tenant: str, session: str, message: str, filter: Mapping[str, str] | None = None
+    ) -> Reply:
+        reply = self.chat_many([Turn(tenant, session, message, filter=filter)])[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -214,6 +218,7 @@ class Conversations:
                 [d.query for d in mine],
                 np.vstack([d.vector for d in mine]),  # type: ignore[misc]
                 boosts,
+                [d.turn.filter for d in mine],
             )
             for d, candidates in zip(mine, found, strict=True):
                 d.candidates = candidates

@@ -1,8 +1,10 @@
-"""A tenant's two indexes: dense (the core's ``VectorIndex``: FAISS, exact up to a size, IVF
-above; each entry has two vectors, its full text and its question alone, under keys 2*pk and
-2*pk+1, so upserts and deletes touch only their rows and an entry scores the better of the two)
-and BM25 (bm25s, rebuilt lazily after changes; it has no incremental update), fused by
-reciprocal rank fusion. Both persist to a folder."""
+"""A tenant's two indexes: dense (a core ``VectorStore``: FAISS in process, exact up to a size,
+IVF above, or the shared pgvector table; each entry has two vectors, its full text and its
+question alone, under keys 2*pk and 2*pk+1, so upserts and deletes touch only their rows and an
+entry scores the better of the two) and BM25 (bm25s, rebuilt lazily after changes; it has no
+incremental update), fused by reciprocal rank fusion. Both filter by entry metadata inside
+their search. The FAISS form persists to a folder; the pgvector form's vectors are in the
+database, written with the entries by ``Knowledge``."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from verticals.core.vectors import VectorIndex
+from verticals.core.vectorstore import FaissStore, Filter, VectorStore, facets, matches
 from verticals.support_bot.text import EntryIn
 
 _STEMMER = Stemmer.Stemmer("english")
@@ -41,13 +43,25 @@ def rrf(
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+def entry_matches(entry: EntryIn, filter: Filter) -> bool:
+    return matches(facets(entry.facets()), filter)
+
+
 class TenantIndex:
     """Thread-safe: one lock guards both indexes and the entry map. ``exact_max``: vectors up to
-    which dense search is exact (two per entry)."""
+    which dense search is exact (two per entry). ``shared``: a store whose vectors are written
+    elsewhere (pgvector, in the entries' transaction); ``upsert``/``remove`` then only update
+    the entry map and BM25. ``version``: the knowledge version the entry map was read at."""
 
-    def __init__(self, dimension: int, exact_max: int = 20_000) -> None:
+    def __init__(
+        self, dimension: int, exact_max: int = 20_000, shared: VectorStore | None = None
+    ) -> None:
         self.dimension = dimension
-        self.vectors = VectorIndex(dimension, exact_max=exact_max)
+        self.shared = shared is not None
+        self.vectors: VectorStore = (
+            shared if shared is not None else FaissStore(dimension, exact_max=exact_max)
+        )
+        self.version = 0
         self.entries: dict[int, EntryIn] = {}
         self._bm25: bm25s.BM25 | None = None
         self._bm25_pks: list[int] = []
@@ -59,12 +73,18 @@ class TenantIndex:
 
     # changes -------------------------------------------------------------------------------
     def upsert(
-        self, items: Sequence[tuple[int, EntryIn]], full: np.ndarray, short: np.ndarray
+        self,
+        items: Sequence[tuple[int, EntryIn]],
+        full: np.ndarray | None = None,
+        short: np.ndarray | None = None,
     ) -> None:
-        """``full``: vectors of the entries' texts; ``short``: of their questions (or titles)."""
-        pks = np.asarray([pk for pk, _ in items], dtype=np.int64)
+        """``full``: vectors of the entries' texts; ``short``: of their questions (or titles);
+        not needed with a shared store."""
         with self.lock:
-            self.vectors.upsert(np.concatenate([pks * 2, pks * 2 + 1]), np.vstack([full, short]))
+            if not self.shared:
+                assert full is not None and short is not None
+                keys, vectors, meta = vector_rows(items, full, short)
+                self.vectors.upsert(keys, vectors, meta)
             for pk, entry in items:
                 self.entries[pk] = entry
             self._dirty = True
@@ -74,7 +94,8 @@ class TenantIndex:
             return
         ids = np.asarray(pks, dtype=np.int64)
         with self.lock:
-            self.vectors.remove(np.concatenate([ids * 2, ids * 2 + 1]))
+            if not self.shared:
+                self.vectors.remove(np.concatenate([ids * 2, ids * 2 + 1]))
             for pk in pks:
                 self.entries.pop(pk, None)
             self._dirty = True
@@ -104,12 +125,17 @@ class TenantIndex:
         self._dirty = False
 
     # search --------------------------------------------------------------------------------
-    def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return self.dense_many(query.reshape(1, -1), k)[0]
+    def dense(
+        self, query: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[tuple[int, float]]:
+        return self.dense_many(query.reshape(1, -1), k, filter)[0]
 
-    def dense_many(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """Per query, the ``k`` best entries with their cosines (one search for all)."""
-        ids, scores = self.vectors.search_many(queries, 2 * k)
+    def dense_many(
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Per query, the ``k`` best entries (passing ``filter``) with their cosines (one
+        search for all)."""
+        ids, scores = self.vectors.search_many(queries, 2 * k, filter or None)
         out = []
         for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True):
             best: dict[int, float] = {}
@@ -119,7 +145,9 @@ class TenantIndex:
             out.append(list(best.items())[:k])
         return out
 
-    def sparse(self, query: str, k: int) -> list[tuple[int, float]]:
+    def sparse(self, query: str, k: int, filter: Filter | None = None) -> list[tuple[int, float]]:
+        """BM25's ``k`` best entries passing ``filter`` (scored over all, then masked: BM25
+        scores every document anyway)."""
         tokens = tokenize([query])[0]
         with self.lock:
             self._ensure_bm25()
@@ -132,6 +160,9 @@ class TenantIndex:
             # per call on top of this
             scores = self._bm25.get_scores(known)
             pks = self._bm25_pks
+            if filter:
+                keep = [entry_matches(self.entries[pk], filter) for pk in pks]
+                scores = np.where(np.asarray(keep, dtype=bool), scores, 0.0)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -140,14 +171,14 @@ class TenantIndex:
     def cosines(self, pks: Sequence[int], query: np.ndarray) -> list[float]:
         """Each entry's better score of its two vectors against ``query`` (exact)."""
         keys = np.asarray(pks, dtype=np.int64)
-        with self.lock:
-            table = self.vectors.table.data
-            both = np.maximum(table[2 * keys] @ query, table[2 * keys + 1] @ query)
+        scores = self.vectors.scores(np.concatenate([2 * keys, 2 * keys + 1]), query)
+        both = np.maximum(scores[: len(keys)], scores[len(keys) :])
         return [float(x) for x in both]
 
     # persistence ---------------------------------------------------------------------------
     def save(self, folder: Path, manifest: dict[str, Any]) -> None:
         """The vectors (FAISS is rebuilt from them at load) and BM25, then the manifest."""
+        assert isinstance(self.vectors, FaissStore), "only the in-process index is saved"
         folder.mkdir(parents=True, exist_ok=True)
         with self.lock:
             self._ensure_bm25()
@@ -181,8 +212,11 @@ class TenantIndex:
         if set((keys // 2).tolist()) != set(entries) or len(keys) != 2 * len(entries):
             return None
         out = cls(vectors.shape[1], exact_max)
-        out.vectors.table.set(keys, vectors)
-        out.vectors.rebuild()
+        store = out.vectors
+        assert isinstance(store, FaissStore)
+        store.table.set(keys, vectors)
+        store.rebuild()
+        store.metadata = {int(k): facets(entries[int(k) // 2].facets()) for k in keys}
         out.entries = dict(entries)
         pks = manifest.get("bm25_pks", [])
         if pks == sorted(entries) and (folder / "bm25").is_dir():
@@ -193,3 +227,12 @@ class TenantIndex:
             except (OSError, ValueError):
                 out._dirty = True
         return out
+
+
+def vector_rows(
+    items: Sequence[tuple[int, EntryIn]], full: np.ndarray, short: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, object]]]:
+    """Keys (2*pk: full text, 2*pk+1: question), vectors and metadata of entries' vectors."""
+    pks = np.asarray([pk for pk, _ in items], dtype=np.int64)
+    meta = [entry.facets() for _, entry in items]
+    return np.concatenate([pks * 2, pks * 2 + 1]), np.vstack([full, short]), meta + meta

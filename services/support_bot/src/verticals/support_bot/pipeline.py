@@ -11,7 +11,7 @@ rooms that do the work:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,9 +145,19 @@ class SupportBot:
         return self.knowledge.ingest_faq(tenant, content, fmt, where)
 
     def ingest_document(
-        self, tenant: str, doc_id: str, content: str, fmt: str, title: str = "", url: str = ""
+        self,
+        tenant: str,
+        doc_id: str,
+        content: str,
+        fmt: str,
+        title: str = "",
+        url: str = "",
+        category: str = "",
+        metadata: dict[str, str] | None = None,
     ) -> int:
-        return self.knowledge.ingest_document(tenant, doc_id, content, fmt, title, url)
+        return self.knowledge.ingest_document(
+            tenant, doc_id, content, fmt, title, url, category, metadata
+        )
 
     def delete(self, tenant: str, entry_id: str) -> int:
         return self.knowledge.delete(tenant, entry_id)
@@ -162,8 +172,11 @@ class SupportBot:
         vector: np.ndarray | None = None,
         boost_category: str | None = None,
         rerank: bool = True,
+        filter: Mapping[str, str] | None = None,
     ) -> list[Candidate]:
-        return self.retriever.retrieve(tenant, query, mode, k, vector, boost_category, rerank)
+        return self.retriever.retrieve(
+            tenant, query, mode, k, vector, boost_category, rerank, filter
+        )
 
     def policy(self, tenant: str) -> Policy:
         return tenant_policy(
@@ -182,8 +195,10 @@ class SupportBot:
     def rewriter(self, value: Any) -> None:
         self.conversations.rewriter = value
 
-    def chat(self, tenant: str, session: str, message: str) -> Reply:
-        return self.conversations.chat(tenant, session, message)
+    def chat(
+        self, tenant: str, session: str, message: str, filter: Mapping[str, str] | None = None
+    ) -> Reply:
+        return self.conversations.chat(tenant, session, message, filter)
 
     def chat_many(self, turns: Sequence[Turn]) -> list[Reply | Exception]:
         return self.conversations.chat_many(turns)

@@ -1,16 +1,19 @@
-"""Retrieval: dense (FAISS) and BM25 candidates fused by weighted reciprocal rank fusion, each
+"""Retrieval: dense (FAISS or pgvector) and BM25 candidates, both filtered by entry metadata
+inside their search when a filter is given, fused by weighted reciprocal rank fusion, each
 with its cosine similarity to the query and a softmax probability over the top five; then, when
 a reranker is registered, the top ``rerank_top`` re-ordered by the cross-encoder, whose relevance
 probability becomes each one's confidence."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from verticals.core.vectorstore import Filter
 from verticals.support_bot.index import TenantIndex, rrf
 from verticals.support_bot.knowledge import Knowledge
 from verticals.support_bot.settings import SupportSettings
@@ -93,13 +96,15 @@ class Retriever:
         vector: np.ndarray | None = None,
         boost_category: str | None = None,
         rerank: bool = True,
+        filter: Filter | None = None,
     ) -> list[Candidate]:
-        """Fused (and reranked) candidates, best first, each with its cosine to the query."""
-        index = self.knowledge.index(tenant)
+        """Fused (and reranked) candidates, best first, each with its cosine to the query;
+        only entries passing ``filter`` (metadata key/values)."""
+        index = self.knowledge.fresh_index(tenant)
         k = k or self.settings.candidates
         qvec = vector if vector is not None else self.encoder.encode([query])[0]
-        dense = index.dense_many(qvec.reshape(1, -1), k)[0] if mode != "bm25" else []
-        found = self.fuse(index, query, qvec, dense, mode, k, boost_category)
+        dense = index.dense_many(qvec.reshape(1, -1), k, filter)[0] if mode != "bm25" else []
+        found = self.fuse(index, query, qvec, dense, mode, k, boost_category, filter)
         if rerank:
             self.rerank([query], [found])
         return found
@@ -110,15 +115,24 @@ class Retriever:
         queries: Sequence[str],
         vectors: np.ndarray,
         boosts: Sequence[str | None],
+        filters: Sequence[Filter | None] | None = None,
     ) -> list[list[Candidate]]:
-        """Hybrid candidates for several queries of one tenant: one dense search for all, one
-        reranker pass for all."""
+        """Hybrid candidates for several queries of one tenant: one dense search for all the
+        queries with the same filter, one reranker pass for all."""
         k = self.settings.candidates
-        index = self.knowledge.index(tenant)
-        dense = index.dense_many(vectors, k)
+        index = self.knowledge.fresh_index(tenant)
+        wanted = list(filters) if filters is not None else [None] * len(queries)
+        dense: list[list[tuple[int, float]]] = [[] for _ in queries]
+        groups: dict[str, list[int]] = {}
+        for i, f in enumerate(wanted):
+            groups.setdefault(json.dumps(f or {}, sort_keys=True), []).append(i)
+        for rows in groups.values():
+            hits = index.dense_many(vectors[rows], k, wanted[rows[0]])
+            for i, found_hits in zip(rows, hits, strict=True):
+                dense[i] = found_hits
         found = [
-            self.fuse(index, q, v, hits, "hybrid", k, boost)
-            for q, v, hits, boost in zip(queries, vectors, dense, boosts, strict=True)
+            self.fuse(index, q, v, hits, "hybrid", k, boost, f)
+            for q, v, hits, boost, f in zip(queries, vectors, dense, boosts, wanted, strict=True)
         ]
         self.rerank(queries, found)
         return found
@@ -132,9 +146,10 @@ class Retriever:
         mode: Mode,
         k: int,
         boost_category: str | None,
+        filter: Filter | None = None,
     ) -> list[Candidate]:
         """BM25 for ``query``, fused with the ``dense`` hits; cosines for every candidate."""
-        sparse = index.sparse(query, k) if mode != "dense" else []
+        sparse = index.sparse(query, k, filter) if mode != "dense" else []
         fused = rrf(
             [[p for p, _ in dense], [p for p, _ in sparse]],
             self.settings.rrf_k,

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
+
+from verticals.support_bot.text import META_MAX_KEYS, META_MAX_VALUE
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MetaValue = Annotated[str, StringConstraints(max_length=META_MAX_VALUE)]
+Filter = Annotated[
+    dict[MetaKey, MetaValue] | None,
+    Field(
+        max_length=META_MAX_KEYS,
+        description="Only entries whose metadata has every one of these key/values (``category``, "
+        "``kind`` and ``tags``, which matches one tag, are filterable too), e.g. "
+        '``{"product": "kettle", "category": "returns"}``.',
+    ),
+]
+Metadata = Annotated[
+    dict[MetaKey, MetaValue],
+    Field(
+        max_length=META_MAX_KEYS,
+        description="Any key/value metadata (product, language, document type ...), "
+        "filterable with ``filter``; ``category``, ``tags`` and ``kind`` are fields of their own.",
+    ),
+]
 MAX_ROW_ID = 2**31 - 1
 """Row ids are SQL INTEGER columns (32-bit on PostgreSQL): a larger id is a 422, not an overflow
 in the query (a 500)."""
@@ -36,6 +57,7 @@ class FaqEntry(BaseModel):
     tags: list[str] = []
     url: str = ""
     paraphrases: list[str] = []
+    metadata: Metadata = {}
 
 
 class FaqBatch(BaseModel):
@@ -48,6 +70,8 @@ class DocumentIn(BaseModel):
     format: Literal["markdown", "html", "text"] = "markdown"
     title: str = ""
     url: str = ""
+    category: str = ""
+    metadata: Metadata = {}
 
 
 class EntryOut(BaseModel):
@@ -61,6 +85,7 @@ class EntryOut(BaseModel):
     url: str
     source: str
     paraphrases: list[str]
+    metadata: dict[str, str] = {}
 
 
 class Changed(BaseModel):
@@ -72,6 +97,7 @@ class ChatRequest(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     session_id: str = Field(pattern=SESSION_PATTERN)
     message: str = Field(min_length=1, max_length=20_000)
+    filter: Filter = None
 
 
 class SessionIn(BaseModel):
@@ -144,6 +170,7 @@ class SearchIn(BaseModel):
 
     question: str = Field(min_length=1, max_length=20_000)
     k: int = Field(5, ge=1, le=50)
+    filter: Filter = None
 
 
 class SearchCandidate(BaseModel):

@@ -45,6 +45,12 @@ class SupportSettings(ServiceSettings):
     On the sample questions 0.02 asks back on 7 of 103 in-scope questions (2 of them with a wrong
     top hit); 0.05 on 11 (4 wrong)."""
     candidates: int = Field(30, gt=0, le=200)
+    vector_store: Literal["auto", "faiss", "pgvector"] = "auto"
+    """Where the entry vectors live. ``auto``: pgvector when the database is PostgreSQL with
+    the extension (searched in the database, shared live by every replica), else FAISS in each
+    process (rebuilt at start). ``pgvector`` without the extension is an error at start."""
+    hnsw_ef_search: int = Field(40, gt=0, le=1000)
+    """pgvector: HNSW candidate list per search (at least the number of vectors asked for)."""
     exact_search_max: int = Field(8_000, gt=0)
     """Dense search is exact (flat) up to this many vectors (two per entry); a larger knowledge
     base gets an IVF index (probing 16 lists), trained once when it grows past the limit."""

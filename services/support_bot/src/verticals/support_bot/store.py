@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Connection,
     ForeignKey,
     Integer,
     String,
@@ -16,8 +19,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
+    text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from verticals.serving.database import Base, Database, UTCDateTime, insert_for
@@ -60,6 +67,8 @@ class Entry(SupportBase):
     url: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(Text, default="")
     paraphrases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    """Any key/value metadata (added to older databases at start, see ``Store``)."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
     def to_entry(self) -> EntryIn:
@@ -74,7 +83,19 @@ class Entry(SupportBase):
             url=self.url,
             source=self.source,
             paraphrases=list(self.paraphrases or []),
+            metadata=dict(self.meta or {}),
         )
+
+
+class KnowledgeVersion(SupportBase):
+    """A tenant's knowledge-base version, bumped in the transaction of every change to its
+    entries: a replica compares it with the one its in-process indexes were read at. With
+    pgvector, ``encoder`` is the encoder version the stored vectors were made with."""
+
+    __tablename__ = "support_knowledge_versions"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    encoder: Mapped[str] = mapped_column(Text, default="")
 
 
 class Message(SupportBase):
@@ -119,6 +140,10 @@ ENTRY_FIELDS = (
     *("kind", "title", "heading", "body", "category"),
     *("tags", "url", "source", "paraphrases"),
 )
+ADDED_COLUMNS = {"meta": "JSON"}
+"""Entry columns newer than the first schema: added to an existing table at start."""
+WriteHook = Callable[[Connection, list[tuple[int, EntryIn]]], None]
+DeleteHook = Callable[[Connection, list[int]], None]
 
 
 class Store:
@@ -127,6 +152,72 @@ class Store:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
         self.db.create_all(SupportBase)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        have = {c["name"] for c in inspect(self.db.engine).get_columns(Entry.__tablename__)}
+        missing = [c for c in ADDED_COLUMNS if c not in have]
+        if missing:
+            with self.db.engine.begin() as conn:
+                for column in missing:
+                    kind = "jsonb" if self.db.dialect == "postgresql" else ADDED_COLUMNS[column]
+                    exists = "IF NOT EXISTS " if self.db.dialect == "postgresql" else ""
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {Entry.__tablename__} ADD COLUMN {exists}{column} {kind}"
+                        )
+                    )
+
+    @staticmethod
+    def _bump(conn: Connection, tenant: str, encoder: str | None = None) -> None:
+        """Next knowledge version of ``tenant`` (and the vectors' encoder), in ``conn``'s
+        transaction."""
+        stmt = (
+            postgresql_insert(KnowledgeVersion)
+            if conn.dialect.name == "postgresql"
+            else sqlite_insert(KnowledgeVersion)
+        )
+        values: dict[str, Any] = {"tenant_id": tenant, "version": 1}
+        update: dict[str, Any] = {"version": KnowledgeVersion.version + 1}
+        if encoder is not None:
+            values["encoder"] = update["encoder"] = encoder
+        conn.execute(
+            stmt.values(**values).on_conflict_do_update(index_elements=["tenant_id"], set_=update)
+        )
+
+    def read_only(self) -> bool:
+        """A PostgreSQL read replica (hot standby)."""
+        if self.db.dialect != "postgresql":
+            return False
+        with self.db.engine.connect() as conn:
+            return bool(conn.execute(text("SELECT pg_is_in_recovery()")).scalar())
+
+    @staticmethod
+    def version_in(conn: Connection, tenant: str) -> int:
+        """The tenant's knowledge version as ``conn``'s transaction sees it."""
+        found = conn.execute(
+            select(KnowledgeVersion.version).where(KnowledgeVersion.tenant_id == tenant)
+        ).scalar()
+        return int(found or 0)
+
+    def knowledge_version(self, tenant: str) -> tuple[int, str]:
+        """(version, vectors' encoder) of a tenant's knowledge base; (0, "") before any."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(KnowledgeVersion.version, KnowledgeVersion.encoder).where(
+                    KnowledgeVersion.tenant_id == tenant
+                )
+            ).first()
+        return (int(row[0]), str(row[1] or "")) if row else (0, "")
+
+    def replace_vectors(
+        self, tenant: str, encoder: str, write: Callable[[Connection], None]
+    ) -> None:
+        """Run ``write`` (rewriting the tenant's stored vectors) in one transaction that also
+        records the encoder they were made with."""
+        with self.db.write() as conn:
+            write(conn)
+            self._bump(conn, tenant, encoder)
 
     # tenants -------------------------------------------------------------------------------
     def create_tenant(self, tenant: str, name: str, admin_hash: str, widget_hash: str) -> None:
@@ -168,16 +259,24 @@ class Store:
             row.calibration = calibration
 
     # entries -------------------------------------------------------------------------------
-    def upsert(self, tenant: str, entries: list[EntryIn]) -> list[tuple[int, EntryIn]]:
+    def upsert(
+        self,
+        tenant: str,
+        entries: list[EntryIn],
+        then: WriteHook | None = None,
+        encoder: str | None = None,
+    ) -> list[tuple[int, EntryIn]]:
         """Insert or update by (tenant, id) in one ``INSERT ... ON CONFLICT DO UPDATE``
-        (replicas writing the same ids at once both succeed); returns (pk, entry) for each."""
+        (replicas writing the same ids at once both succeed); returns (pk, entry) for each.
+        ``then`` runs in the same transaction with them (the vectors, with pgvector, made by
+        ``encoder``)."""
         if not entries:
             return []
         if len({e.id for e in entries}) != len(entries):
             raise InputError("duplicate entry ids in one change")
         stamp = now()
         rows = [
-            {"tenant_id": tenant, "entry_id": e.id, "updated_at": stamp}
+            {"tenant_id": tenant, "entry_id": e.id, "updated_at": stamp, "meta": e.metadata}
             | {f: getattr(e, f) for f in ENTRY_FIELDS}
             for e in entries
         ]
@@ -185,13 +284,20 @@ class Store:
             stmt = insert_for(s, Entry)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["tenant_id", "entry_id"],
-                set_={f: stmt.excluded[f] for f in (*ENTRY_FIELDS, "updated_at")},
+                set_={f: stmt.excluded[f] for f in (*ENTRY_FIELDS, "meta", "updated_at")},
             )
             result = s.execute(stmt.returning(Entry.entry_id, Entry.pk), rows)
             pks = {entry_id: pk for entry_id, pk in result}
-        return [(pks[e.id], e) for e in entries]
+            items = [(pks[e.id], e) for e in entries]
+            self._bump(s.connection(), tenant, encoder)
+            if then is not None:
+                then(s.connection(), items)
+        return items
 
-    def delete(self, tenant: str, entry_ids: list[str]) -> list[int]:
+    def delete(
+        self, tenant: str, entry_ids: list[str], then: DeleteHook | None = None
+    ) -> list[int]:
+        """Delete entries by id; ``then`` runs in the same transaction with their keys."""
         with self.db.session() as s:
             rows = list(
                 s.scalars(
@@ -201,6 +307,9 @@ class Store:
             pks = [r.pk for r in rows]
             if pks:
                 s.execute(delete(Entry).where(Entry.pk.in_(pks)))
+                self._bump(s.connection(), tenant)
+                if then is not None:
+                    then(s.connection(), pks)
         return pks
 
     def document_passages(self, tenant: str, doc_id: str) -> list[str]:

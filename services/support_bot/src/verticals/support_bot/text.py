@@ -26,6 +26,11 @@ EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+[@\uff20][\w-]+(?:\.[\w-]+)+")  # one t
 CARD = re.compile(rf"(?<!\d)(?:\d[{SEPARATORS}]{{0,3}}){{12,18}}\d(?!\d)")
 PHONE = re.compile(rf"(?<![\w])[+\uff0b]?\d[\d()/{SEPARATORS}]{{6,}}\d(?!\d)")
 ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#-]{0,127}$")
+META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+META_MAX_KEYS = 20
+META_MAX_VALUE = 200
+RESERVED_KEYS = ("category", "tags", "kind")
+"""Filterable like metadata keys, but set by the entry's own fields."""
 
 
 def _luhn(digits: str) -> bool:
@@ -73,6 +78,12 @@ class EntryIn:
     url: str = ""
     source: str = ""
     paraphrases: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Any key/value (product, language, document type ...): stored, returned, filterable."""
+
+    def facets(self) -> dict[str, object]:
+        """What a search filter matches: the metadata, the category, the kind and each tag."""
+        return {**self.metadata, "category": self.category, "kind": self.kind, "tags": self.tags}
 
     def short_text(self) -> str | None:
         """An FAQ's question alone (paraphrased queries match it best); None for passages."""
@@ -92,6 +103,32 @@ def fingerprint(entries: Mapping[int, EntryIn]) -> str:
         row = json.dumps([pk, asdict(entries[pk])], ensure_ascii=False, sort_keys=True)
         digest.update(row.encode())
     return digest.hexdigest()
+
+
+def check_metadata(value: object, where: str = "metadata") -> dict[str, str]:
+    """Entry metadata: an object of at most 20 string values under keys of letters, digits and
+    ``_ . -``; ``category``, ``tags`` and ``kind`` are the entry's own fields."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not a JSON object ({exc.msg})") from exc
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: must be an object of string values")
+    if len(value) > META_MAX_KEYS:
+        raise InputError(f"{where}: over {META_MAX_KEYS} keys")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not META_KEY.match(key):
+            raise InputError(f"{where}: bad key {key!r} (1-64 letters, digits, _ . -)")
+        if key in RESERVED_KEYS:
+            raise InputError(f"{where}: {key!r} is set by the entry's own {key} field")
+        if not isinstance(item, str) or len(item) > META_MAX_VALUE:
+            raise InputError(f"{where}: {key!r} must be a string of at most {META_MAX_VALUE}")
+        out[key] = item
+    return out
 
 
 def _listish(value: object) -> list[str]:
@@ -123,6 +160,11 @@ def faq_from_records(records: list[dict[str, object]], where: str, max_chars: in
         if ident in seen:
             problems.append(f"duplicate id {ident!r}")
         seen.add(ident)
+        metadata: dict[str, str] = {}
+        try:
+            metadata = check_metadata(rec.get("metadata"))
+        except InputError as exc:
+            problems.append(str(exc))
         if problems:
             errors.append(f"{where} row {n}: " + ", ".join(problems))
             continue
@@ -136,6 +178,7 @@ def faq_from_records(records: list[dict[str, object]], where: str, max_chars: in
                 url=str(rec.get("url") or "").strip(),
                 paraphrases=_listish(rec.get("paraphrases")),
                 source=where,
+                metadata=metadata,
             )
         )
     if errors:
@@ -149,7 +192,8 @@ def faq_from_records(records: list[dict[str, object]], where: str, max_chars: in
 
 
 def parse_faq(content: str, fmt: str, where: str, max_chars: int) -> list[EntryIn]:
-    """Parse a CSV (header: id, question, answer[, category, tags, url, paraphrases]) or JSONL."""
+    """Parse a CSV (header: id, question, answer[, category, tags, url, paraphrases,
+    metadata (a JSON object)]) or JSONL."""
     records: list[dict[str, object]] = []
     if fmt == "csv":
         try:
@@ -244,6 +288,7 @@ def split_document(
     url: str = "",
     max_words: int = 120,
     category: str = "",
+    metadata: dict[str, str] | None = None,
 ) -> list[EntryIn]:
     """Split Markdown, HTML or text into passages (``<doc_id>#<n>``) under their headings."""
     if not ENTRY_ID.match(doc_id) or "#" in doc_id:
@@ -282,6 +327,7 @@ def split_document(
                     url=url,
                     source=doc_id,
                     category=category,
+                    metadata=dict(metadata or {}),
                 )
             )
             words.clear()
