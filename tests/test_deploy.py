@@ -469,7 +469,16 @@ def test_compose_infrastructure() -> None:
     assert "PLAINTEXT://kafka:9092" in kenv["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert "healthcheck" in kafka
     postgres = services["postgres"]
-    assert postgres["image"] == "postgres:16" and "pg_isready" in str(postgres["healthcheck"])
+    # PostgreSQL with pgvector: the support bot keeps and searches its vectors there
+    assert postgres["image"].startswith("pgvector/pgvector:pg") and "pg_isready" in str(
+        postgres["healthcheck"]
+    )
+    volumes = {str(v).split(":")[1].split()[0] for v in postgres["volumes"]}
+    assert "/var/lib/postgresql" in volumes  # the 18 images keep PGDATA below it
+    init_sql = (DEPLOY / "postgres" / "init.sql").read_text()
+    assert re.search(r"\\connect support_bot\nCREATE EXTENSION IF NOT EXISTS vector;", init_sql)
+    support = services["support-bot"]["environment"]
+    assert support["VERTICALS_SUPPORT_VECTOR_STORE"] == "pgvector"
     for name, spec in services.items():
         for port in spec.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
@@ -784,6 +793,47 @@ def test_kubernetes_manifests(overlay: str, apps: dict[str, AppFacts]) -> None:
     assert hpas["news-consumer"]["spec"]["maxReplicas"] + 1 == partitions, (
         "scale up to the partitions"
     )
+
+
+def test_kubernetes_postgres_has_pgvector() -> None:
+    """The optional in-cluster PostgreSQL: the pgvector image, every database the Secret's URLs
+    name, the extension where the support bot keeps its vectors, probes, its Service."""
+    docs = render(K8S / "postgres")
+    assert all(d["metadata"]["namespace"] == "verticals" for d in docs)
+    (server,) = kinds(docs, "StatefulSet").values()
+    pod = pod_spec(server)
+    (container,) = pod["containers"]
+    assert container["image"].startswith("pgvector/pgvector:pg")
+    assert pod["securityContext"]["runAsNonRoot"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"][0] == "pg_isready"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "verticals-postgres"
+    assert "verticals-postgres" in (DEPLOY / "README.md").read_text()
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == "/var/lib/postgresql"
+    assert server["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    init_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "init")
+    assert mounts["init"] == "/docker-entrypoint-initdb.d"
+    (script,) = kinds(docs, "ConfigMap")[init_name]["data"].values()
+    created = set(re.findall(r"CREATE DATABASE (\w+)", script))
+    wanted = {
+        make_url(url).database
+        for url in secret_keys_in_readme().values()
+        if url.startswith("postgresql")
+    }
+    assert wanted <= created
+    assert "\\connect support_bot\nCREATE EXTENSION IF NOT EXISTS vector;" in script
+    (svc,) = kinds(docs, "Service").values()
+    assert (
+        svc["spec"]["selector"].items() <= server["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert svc["spec"]["ports"][0]["targetPort"] in ("postgres", 5432)
+    assert container["ports"][0]["containerPort"] == svc["spec"]["ports"][0]["port"] == 5432
+    # the support bot of every overlay is set to pgvector (no silent per-replica fallback)
+    for overlay in OVERLAYS:
+        configs = kinds(render(K8S / "overlays" / overlay), "ConfigMap")
+        assert configs["support-bot-config"]["data"]["VERTICALS_SUPPORT_VECTOR_STORE"] == "pgvector"
 
 
 def test_secret_in_readme_covers_every_reference() -> None:
