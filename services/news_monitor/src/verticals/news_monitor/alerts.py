@@ -135,6 +135,10 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+BASELINE_CLIP = 2.0
+"""How many standard deviations away one window may count when it moves a key's baseline."""
+
+
 class AlertEngine:
     def __init__(self, config: RulesConfig, state: dict[str, Any] | None = None) -> None:
         self.config = config
@@ -302,9 +306,13 @@ class AlertEngine:
             and end > state.cooldown_until
         )
         baseline, baseline_std = mean, std
-        # the baseline follows the key, but an anomalous window moves it only a little
+        # the baseline follows the key, but an anomalous window moves it only a little: it
+        # counts at most BASELINE_CLIP deviations away (a Huber-type EWMA), so the leading edge
+        # of a spike, not yet past the threshold, cannot widen the baseline enough to hide the
+        # rest of the spike (which window is the edge depends on where the bucket grid falls)
         alpha = rule.ewma_alpha / 4 if z >= rule.z_threshold else rule.ewma_alpha
-        diff = value - state.mean
+        bound = BASELINE_CLIP * std
+        diff = min(max(value - state.mean, -bound), bound)
         state.mean += alpha * diff
         state.var = (1 - alpha) * (state.var + alpha * diff * diff)
         state.windows += 1
