@@ -112,3 +112,51 @@ def test_two_replicas_agree_through_the_database(
         assert a.store.count_items(session) == len(catalog) - 1 + 3
     for engine in (a, b, c):
         engine.close()
+
+
+def test_a_running_replica_applies_another_replicas_catalog_changes(
+    tmp_path: Path, encoder: Any, catalog: list[ItemIn], postgres_url: str
+) -> None:
+    """No restart: b's FAISS cache follows a's item writes through the catalog version."""
+    import time
+
+    def fast(path: Path) -> Recommender:
+        settings = RecommenderSettings(
+            data_dir=path,
+            database_url=postgres_url,
+            admin_api_key="test-admin-key",
+            variant_b_share=0.0,
+            catalog_refresh_s=0.05,
+        )  # type: ignore[arg-type]
+        return Recommender(settings, encoder=encoder)
+
+    def within(seconds: float, check: Any) -> float:
+        started = time.monotonic()
+        while not check():
+            assert time.monotonic() - started < seconds, f"not within {seconds} s"
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    a, b = fast(tmp_path / "a"), fast(tmp_path / "b")
+    a.upsert_items(catalog)
+    within(2.0, lambda: len(b.index) == len(catalog))
+    query = encoder.encode(["snowshoes for an arctic expedition"])[0]
+    snow = catalog[3].model_copy(update={"title": "Arctic expedition snowshoes", "tags": []})
+    a.upsert_items([snow])  # an update in place: same key, new vector and title
+
+    def b_finds_snow() -> bool:
+        keys, _ = b.index.search(query, 1)
+        return b.meta.ids[int(keys[0])] == snow.id and b.meta.titles[int(keys[0])] == snow.title
+
+    within(2.0, b_finds_snow)
+    key = a.meta.key_of[snow.id]
+    np.testing.assert_array_equal(b.index.table.data[key], a.index.table.data[key])
+    # a delete through b leaves a's recommendations and similar items
+    b.delete_items([catalog[0].id])
+    within(2.0, lambda: catalog[0].id not in a.meta.key_of and len(a.index) == len(catalog) - 1)
+    similar = a.similar(catalog[1].id, 10, a.filters(in_stock_only=False))
+    assert catalog[0].id not in {a.meta.ids[k] for k in similar.keys.tolist()}
+    assert a.catalog_version == b.catalog_version == a.store.catalog_version()
+    for engine in (a, b):
+        engine.close()
+    assert b._refresher is not None and not b._refresher.is_alive()

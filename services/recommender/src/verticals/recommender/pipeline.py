@@ -1,5 +1,10 @@
 """The recommender engine: catalog, events and recommendations over the store, the FAISS index
-and the interaction model. No web framework in here."""
+and the interaction model. No web framework in here.
+
+The FAISS index is a per-replica cache of the item vectors stored in the database (whole-catalog
+scoring, user vectors and MMR read it in memory). Every catalog change bumps a version in its
+transaction; on PostgreSQL a thread reads that version every ``catalog_refresh_s`` and applies
+the keys other replicas changed since, so their items are recommended here within that time."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -67,8 +73,19 @@ class Recommender:
         self.model = self._new_model()
         self.lock = threading.RLock()
         self.tower: TowerServing | None = None
+        self.catalog_version = 0
         self.load()
         self.use_tower(tower if tower is not None else load_tower(settings))
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        if self.store.db.dialect == "postgresql" and settings.catalog_refresh_s > 0:
+            self._refresher = threading.Thread(
+                target=_refresh_loop,
+                args=(weakref.ref(self), self._stop, settings.catalog_refresh_s),
+                name="catalog-refresh",
+                daemon=True,
+            )
+            self._refresher.start()
 
     def _new_model(self) -> InteractionModel:
         s = self.settings
@@ -91,6 +108,7 @@ class Recommender:
         unless the stored vectors come from another encoder version)."""
         started = time.perf_counter()
         stale: list[int] = []
+        self.catalog_version = self.store.catalog_version()  # before the items: none missed
         for rows in self.store.iter_items():
             keys = np.array([r[0] for r in rows], dtype=np.int64)
             vectors = np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows])
@@ -197,13 +215,62 @@ class Recommender:
                 keys, created = self.store.upsert_items(
                     session, payload, vectors, self.model_version
                 )
+                version = self.store.bump_catalog(session, keys.values())
             key_array = np.array([keys[it.id] for it in items], dtype=np.int64)
             self.index.upsert(key_array, vectors)
             if self.tower is not None:
                 self.tower.set_items(key_array, vectors, [it.id for it in items])
             for it, key in zip(items, key_array, strict=True):
                 self.meta.set(int(key), it.id, it.title, it.category, it.price, it.in_stock)
+            self._applied(version)
         return created, len(items) - created
+
+    def _applied(self, version: int) -> None:
+        """A catalog change made here is in the cache; when it was the only one since the cache
+        was read, the cache is at its version (else the refresh re-reads what it missed)."""
+        if self.catalog_version == version - 1:
+            self.catalog_version = version
+
+    def refresh_catalog(self) -> int:
+        """Apply the item changes made since the cache's catalog version (by any replica);
+        returns how many keys were re-read."""
+        latest = self.store.catalog_version()
+        if latest == self.catalog_version:
+            return 0
+        keys = self.store.catalog_changes(self.catalog_version, latest)
+        if keys is None:  # too far behind: the change log was pruned
+            keys = sorted(set(self.meta.key_of.values()) | set(self.store_keys()))
+        rows = self.store.items_by_key(keys)
+        with self.lock:
+            found = {int(r[0]) for r in rows}
+            gone = np.array([k for k in keys if k not in found and self._known(k)], np.int64)
+            if len(gone):
+                self.index.remove(gone)
+                for key in gone.tolist():
+                    self.meta.remove(key)
+                self.model.forget_items(gone.tolist())
+                if self.tower is not None:
+                    self.tower.remove_items(gone)
+            if rows:
+                key_array = np.array([r[0] for r in rows], dtype=np.int64)
+                vectors = np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows])
+                stale = [i for i, r in enumerate(rows) if r[7] != self.model_version]
+                if stale:  # written by a replica on another encoder: ours, like at start
+                    self._reencode([int(rows[i][0]) for i in stale])
+                    vectors[stale] = self.index.table.data[key_array[stale]]
+                self.index.upsert(key_array, vectors)
+                if self.tower is not None:
+                    self.tower.set_items(key_array, vectors, [str(r[1]) for r in rows])
+                for key, item_id, title, category, price, in_stock, _, _ in rows:
+                    self.meta.set(int(key), item_id, title, category, price, in_stock)
+            self.catalog_version = max(self.catalog_version, latest)
+        return len(keys)
+
+    def _known(self, key: int) -> bool:
+        return key < len(self.meta.present) and bool(self.meta.present[key])
+
+    def store_keys(self) -> list[int]:
+        return [int(r[0]) for rows in self.store.iter_items() for r in rows]
 
     def delete_items(self, item_ids: Sequence[str]) -> tuple[int, list[str]]:
         with self.lock:
@@ -212,12 +279,14 @@ class Recommender:
             if keys:
                 with self.store.session() as session:
                     self.store.delete_items(session, keys.values())
+                    version = self.store.bump_catalog(session, keys.values())
                 self.index.remove(np.array(list(keys.values()), dtype=np.int64))
                 for key in keys.values():
                     self.meta.remove(key)
                 self.model.forget_items(keys.values())
                 if self.tower is not None:
                     self.tower.remove_items(np.array(list(keys.values()), dtype=np.int64))
+                self._applied(version)
         return len(keys), missing
 
     def get_item(self, item_id: str) -> dict[str, Any]:
@@ -386,7 +455,27 @@ class Recommender:
         }
 
     def close(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(10)
         self.store.db.dispose()
+
+
+def _refresh_loop(ref: weakref.ref[Recommender], stop: threading.Event, every: float) -> None:
+    """The catalog refresh thread; it ends with ``close()`` or when its engine is gone."""
+    failing = False
+    while not stop.wait(every):
+        engine = ref()
+        if engine is None:
+            return
+        try:
+            engine.refresh_catalog()
+            failing = False
+        except Exception:  # the database away for a moment: try again at the next tick
+            if not failing:
+                log.warning("catalog refresh failed", exc_info=True)
+            failing = True
+        del engine
 
 
 def _item_fields(d: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class RecommenderSettings(ServiceSettings):
     ivf_nprobe: int = Field(32, gt=0)
     """IVF lists probed per query (recall against speed: see bench/results/recommender.json)."""
     faiss_threads: int = Field(1, ge=0)
+    catalog_refresh_s: float = Field(0.5, ge=0)
+    """On PostgreSQL: how often a replica reads the catalog version (one primary-key read) and
+    applies the item changes other replicas made since, to its FAISS index; 0: only at start."""
     candidates: int = Field(200, gt=0)
     """Candidates taken from each source (FAISS, co-occurrence, popularity) before blending."""
     max_batch: int = Field(1000, gt=0)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     Integer,
@@ -60,6 +61,27 @@ class EventRow(RecBase):
     """Event time, seconds since the epoch (UTC)."""
 
 
+class CatalogVersion(RecBase):
+    """The catalog's version (one row): every transaction that changes items bumps it, which
+    also serialises catalog writers, so versions commit in order."""
+
+    __tablename__ = "rec_catalog_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CatalogChange(RecBase):
+    """The item keys each catalog version changed (upserted or deleted): a replica that has
+    version v re-reads only the keys of the versions after it."""
+
+    __tablename__ = "rec_catalog_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    item_key: Mapped[int] = mapped_column(Integer)
+
+
+CHANGES_KEPT = 100_000
+"""Catalog versions whose changes are kept; a replica further behind reloads the catalog."""
 ITEM_FIELDS = ("title", "description", "category", "tags", "price", "in_stock", "attributes")
 WRITTEN = ("vector", "encoder_version", "updated_at")
 
@@ -117,6 +139,67 @@ class Store:
         keys = list(keys)
         for start in range(0, len(keys), 500):
             session.execute(delete(ItemRow).where(ItemRow.key.in_(keys[start : start + 500])))
+
+    # ---- catalog versions ------------------------------------------------------------------
+
+    def bump_catalog(self, session: Session, keys: Iterable[int]) -> int:
+        """The next catalog version, with the item keys it changed, in ``session``'s
+        transaction (whose row lock orders concurrent writers)."""
+        stmt = insert_for(session, CatalogVersion)
+        session.execute(
+            stmt.values(id=1, version=1).on_conflict_do_update(
+                index_elements=["id"], set_={"version": CatalogVersion.version + 1}
+            )
+        )
+        version = int(session.execute(select(CatalogVersion.version)).scalar_one())
+        rows = [{"version": version, "item_key": int(k)} for k in keys]
+        if rows:
+            session.execute(insert(CatalogChange), rows)
+        if version % 1000 == 0:
+            session.execute(
+                delete(CatalogChange).where(CatalogChange.version <= version - CHANGES_KEPT)
+            )
+        return version
+
+    def catalog_version(self) -> int:
+        with self.db.engine.connect() as conn:
+            found = conn.execute(select(CatalogVersion.version)).scalar()
+        return int(found or 0)
+
+    def catalog_changes(self, after: int, upto: int) -> list[int] | None:
+        """Keys changed by versions ``after`` < v <= ``upto``; None when some of those
+        versions' changes were pruned (reload everything)."""
+        with self.db.engine.connect() as conn:
+            oldest = conn.execute(select(func.min(CatalogChange.version))).scalar()
+            if oldest is None or oldest > after + 1:
+                return None
+            keys = conn.execute(
+                select(CatalogChange.item_key)
+                .where(CatalogChange.version > after, CatalogChange.version <= upto)
+                .distinct()
+            ).scalars()
+            return [int(k) for k in keys]
+
+    def items_by_key(self, keys: Sequence[int]) -> list[tuple]:
+        """(key, item_id, title, category, price, in_stock, vector, version) of the keys that
+        still exist."""
+        out: list[tuple] = []
+        with self.session() as session:
+            for start in range(0, len(keys), 500):
+                rows = session.execute(
+                    select(
+                        ItemRow.key,
+                        ItemRow.item_id,
+                        ItemRow.title,
+                        ItemRow.category,
+                        ItemRow.price,
+                        ItemRow.in_stock,
+                        ItemRow.vector,
+                        ItemRow.encoder_version,
+                    ).where(ItemRow.key.in_(list(keys[start : start + 500])))
+                ).all()
+                out += [tuple(r) for r in rows]
+        return out
 
     def get_item(self, session: Session, item_id: str) -> ItemRow | None:
         return session.execute(
