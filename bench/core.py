@@ -87,7 +87,8 @@ def speed(model_dir: Path, texts: list[str], truth: np.ndarray) -> dict[str, flo
     length-sorted batches of 64; macro-F1 of each on the same texts."""
     from sklearn.metrics import f1_score
 
-    from verticals.core.inference import Predictor, export_onnx
+    from verticals.core.inference import Predictor
+    from verticals.core.onnx import export_onnx
 
     export_onnx(model_dir)
     out: dict[str, float] = {}

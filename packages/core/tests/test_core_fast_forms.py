@@ -40,7 +40,8 @@ def test_int8_classifier_keeps_macro_f1_on_real_tweets(trained, tmp_path: Path) 
 
     from sklearn.metrics import f1_score
 
-    from verticals.core.inference import Predictor, export_onnx
+    from verticals.core.inference import Predictor
+    from verticals.core.onnx import export_onnx
 
     registry, _ = trained
     path = Path(shutil.copytree(registry.path("mood-topic"), tmp_path / "model"))

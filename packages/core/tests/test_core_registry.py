@@ -6,7 +6,7 @@ import pytest
 
 from verticals.core.config import TrainConfig
 from verticals.core.registry import ModelRegistry, RegistryError
-from verticals.core.training import run_training
+from verticals.core.training import promote, run_training
 
 
 def test_promotion_refuses_a_worse_model_then_force_and_rollback(
@@ -22,10 +22,10 @@ def test_promotion_refuses_a_worse_model_then_force_and_rollback(
     assert registry.current_version("mood-topic") == good.version  # not promoted by training
 
     with pytest.raises(RegistryError, match="refused.*below the current"):
-        registry.promote("mood-topic", bad.version)
+        promote(registry, "mood-topic", bad.version)
     assert registry.current_version("mood-topic") == good.version
 
-    forced = registry.promote("mood-topic", bad.version, force=True)
+    forced = promote(registry, "mood-topic", bad.version, force=True)
     assert forced.forced and forced.previous == good.version
     assert registry.current_version("mood-topic") == bad.version
     assert registry.rollback("mood-topic") == good.version

@@ -75,7 +75,7 @@ def test_predictor_is_thread_safe(trained) -> None:
 
 
 def test_onnx_fast_form_matches_torch(trained) -> None:
-    from verticals.core.inference import export_onnx
+    from verticals.core.onnx import export_onnx
 
     registry, _ = trained
     path = registry.path("mood-topic")

@@ -91,8 +91,8 @@ def test_finetune_refuses_an_encoder_trained_on_shuffled_pairs(
     assert refused["after"]["hr@10"] < refused["before"]["hr@10"], refused  # 0.105 -> 0.0975
     assert registry.current_version(task) is None
     card = registry.card(task, refused["version"])
-    assert card["kind"] == "embedding" and card["offline"]["before"] == refused["before"]
-    assert card["offline"]["promoted"] is False
+    assert card["kind"] == "embedding" and card["gate"]["current"] == refused["before"]
+    assert card["gate"]["promoted"] is False
 
 
 def _options(registry: ModelRegistry) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_finetune_promotes_real_pairs_and_refuses_shuffled_pairs(
     assert registry.current_version(task) == result["version"]
     assert result["candidate_mrr"] > result["current_mrr"], result
     card = registry.card(task, result["version"])
-    assert card["support_eval"]["held_out_mrr"] == result["candidate_mrr"]
+    assert card["gate"]["candidate"]["mrr"] == result["candidate_mrr"]
     # recalibrated for the new encoder, in the form the service runs it
     version = f"{task}:v{result['version']}+{settings.encoder_form}"
     assert result["calibration"]["encoder"] == result["candidate_bot"].encoder.version == version

@@ -212,14 +212,15 @@ def promote(
 
 def _promote(task: str, version: int, force: bool) -> None:
     from verticals.core.registry import RegistryError
+    from verticals.core.training import promote
 
     try:
-        result = _registry().promote(task, version, force=force)
+        result = promote(_registry(), task, version, force=force)
     except RegistryError as exc:
         raise fail(str(exc).strip("'\"")) from None
+    compared = "forced" if result.forced else f"{result.candidate_score} vs {result.current_score}"
     typer.echo(
-        f"{task}: v{result.version} is current (was v{result.previous}; {result.metric} "
-        f"{result.candidate_score} vs {result.current_score})"
+        f"{task}: v{result.version} is current (was v{result.previous}; {result.metric} {compared})"
     )
 
 
@@ -235,7 +236,7 @@ def rollback(task: str) -> None:
 def export(task: str, version: Annotated[int | None, typer.Argument()] = None) -> None:
     """Write the fast CPU form (ONNX, and int8) and measure its accuracy on the test split."""
     from verticals.core.evaluation import evaluate_directory
-    from verticals.core.inference import export_onnx
+    from verticals.core.onnx import export_onnx
 
     registry = _registry()
     path = registry.path(task, version)

@@ -30,7 +30,8 @@ class HeadConfig(_Frozen):
 
 
 class DataConfig(_Frozen):
-    path: Path
+    path: Path | None = None
+    """The data file (or a sequence model's folder); None when rows are passed in memory."""
     text_column: str = "text"
     """Classification: the text. Embedding: unused (see the two columns below)."""
     query_column: str = "query"
@@ -41,6 +42,20 @@ class DataConfig(_Frozen):
     split_seed: int = 42
     max_rows: int | None = Field(None, gt=0)
     """Take a seeded, stratified subset of this size first (for quick runs)."""
+
+    @property
+    def name(self) -> str:
+        """Where the rows come from, as cards and error messages name it."""
+        return str(self.path) if self.path is not None else "in-memory records"
+
+    def file(self) -> Path:
+        if self.path is None:
+            raise ConfigError("data.path is required (no rows were passed in memory)")
+        return self.path
+
+    def source(self, records: Any = None) -> Any:
+        """``records`` when given (rows held in memory), else the data file."""
+        return records if records is not None else self.file()
 
 
 class ModelConfig(_Frozen):

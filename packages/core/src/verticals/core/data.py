@@ -110,9 +110,24 @@ def fingerprint_rows(rows: object) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read CSV, JSONL/JSON or Parquet by suffix; an unreadable or empty file is a DataError."""
-    path = Path(path)
+Records = Sequence[Mapping[str, object]]
+"""Rows held in memory (column -> value): the same data as a file, without writing one."""
+Source = str | Path | Records
+
+
+def source_name(source: Source) -> Path:
+    """How errors name a source: the file, or ``records`` for rows held in memory."""
+    return Path(source) if isinstance(source, str | Path) else Path("records")
+
+
+def read_table(source: Source, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read CSV, JSONL/JSON or Parquet by suffix, or rows held in memory (cells as text); an
+    unreadable or empty source is a DataError."""
+    if not isinstance(source, str | Path):
+        if not source:
+            raise DataError("records: no data rows")
+        return pd.DataFrame.from_records(list(source))
+    path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -192,15 +207,15 @@ def _raise_collected(path: Path, errors: list[str]) -> None:
 
 
 def load_labelled(
-    path: str | Path,
+    source: Source,
     text_column: str,
     heads: Mapping[str, HeadConfig],
     encoding: str = "utf-8",
     fixed_heads: Sequence[Head] | None = None,
 ) -> LabelledTexts:
     """Load texts and labels; ``fixed_heads`` (a trained model's) forbids labels it lacks."""
-    path = Path(path)
-    frame = read_table(path, encoding)
+    path = source_name(source)
+    frame = read_table(source, encoding)
     _require_columns(frame, path, [text_column, *(h.column for h in heads.values())])
     known = {h.name: h for h in fixed_heads or []}
     errors: list[str] = []
@@ -247,11 +262,12 @@ def load_labelled(
 
 
 def load_pairs(
-    path: str | Path, query_column: str, positive_column: str, encoding: str = "utf-8"
+    source: Source, query_column: str, positive_column: str, encoding: str = "utf-8"
 ) -> TextPairs:
-    """Load (query, positive) pairs; empty cells are errors naming the row."""
-    path = Path(path)
-    frame = read_table(path, encoding)
+    """Load (query, positive) pairs from a file or records; empty cells are errors naming the
+    row."""
+    path = source_name(source)
+    frame = read_table(source, encoding)
     _require_columns(frame, path, [query_column, positive_column])
     queries = [_cell(v) for v in frame[query_column].tolist()]
     positives = [_cell(v) for v in frame[positive_column].tolist()]

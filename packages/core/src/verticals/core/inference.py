@@ -2,7 +2,7 @@
 
 ``Predictor``: labels and probabilities per head, all heads in one forward pass.
 ``Encoder``: L2-normalised vectors. Both run on a backend: torch (fp32, CPU or CUDA) or
-ONNX Runtime (the fast CPU form written by ``export_onnx``, optionally int8-quantised).
+ONNX Runtime (the fast CPU form written by ``core.onnx``, optionally int8-quantised).
 Texts are sorted by length before batching so that padding stays small.
 """
 
@@ -13,14 +13,14 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import numpy as np
 
 from verticals.core.data import Head
+from verticals.core.onnx import ONNX_FILES
 
 Form = Literal["torch", "onnx", "onnx-int8"]
-ONNX_FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 class Backend(Protocol):
@@ -138,14 +138,70 @@ def _load(directory: Path, form: Form, device: Any) -> tuple[Backend, Any, dict[
         return TorchBackend(model, device), tokenizer, card
     path = directory / "onnx" / ONNX_FILES[form]
     if not path.exists():  # exported once, on first use (`verticals models export` does it too)
+        from verticals.core.onnx import export_onnx
+
         export_onnx(directory, quantize=form == "onnx-int8")
     source = directory / "encoder" if (directory / "encoder").is_dir() else None
     tokenizer = load_tokenizer(str(source) if source else resolve_base_model(card["base_model"]))
     return OnnxBackend(path), tokenizer, card
 
 
-class Predictor:
+class _Loaded:
+    """What ``Predictor`` and ``Encoder`` share: loading from a model folder or the registry
+    (torch or an ONNX form), the card, the batched runner and the ``task:vN`` version."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        backend: Backend,
+        tokenizer: Any,
+        max_length: int = 128,
+        batch_size: int = 64,
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        self.card = card or {}
+        self._batched = _Batched(backend, tokenizer, max_length, batch_size)
+
+    @classmethod
+    def _from_card(
+        cls, backend: Backend, tokenizer: Any, card: dict[str, Any], batch_size: int
+    ) -> Self:
+        return cls(backend, tokenizer, card["max_length"], batch_size, card)
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | Path, form: Form = "torch", device: Any = None, batch_size: int = 64
+    ) -> Self:
+        backend, tokenizer, card = _load(Path(directory), form, device)
+        if card["kind"] != cls.kind:
+            raise ValueError(f"{directory} holds a {card['kind']} model, not a {cls.kind} model")
+        return cls._from_card(backend, tokenizer, {**card, "form": form}, batch_size)
+
+    @classmethod
+    def from_registry(
+        cls,
+        task: str,
+        version: int | None = None,
+        form: Form = "torch",
+        registry: Any = None,
+        **kwargs: Any,
+    ) -> Self:
+        """The task's current model (or ``version``)."""
+        from verticals.core.registry import ModelRegistry
+
+        registry = registry or ModelRegistry.default()
+        return cls.from_directory(registry.path(task, version), form, **kwargs)
+
+    @property
+    def version(self) -> str:
+        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}"
+
+
+class Predictor(_Loaded):
     """Labels and probabilities for every head of a classification model."""
+
+    kind = "classification"
 
     def __init__(
         self,
@@ -156,37 +212,15 @@ class Predictor:
         batch_size: int = 64,
         card: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(backend, tokenizer, max_length, batch_size, card)
         self.heads = heads
-        self.card = card or {}
-        self._batched = _Batched(backend, tokenizer, max_length, batch_size)
 
     @classmethod
-    def from_directory(
-        cls, directory: str | Path, form: Form = "torch", device: Any = None, batch_size: int = 64
-    ) -> Predictor:
-        backend, tokenizer, card = _load(Path(directory), form, device)
-        if card["kind"] != "classification":
-            raise ValueError(f"{directory} holds a {card['kind']} model, not a classifier")
+    def _from_card(
+        cls, backend: Backend, tokenizer: Any, card: dict[str, Any], batch_size: int
+    ) -> Self:
         heads = [Head.from_dict(h) for h in card["heads"]]
         return cls(backend, tokenizer, heads, card["max_length"], batch_size, card)
-
-    @classmethod
-    def from_registry(
-        cls,
-        task: str,
-        version: int | None = None,
-        form: Form = "torch",
-        registry: Any = None,
-        **kwargs: Any,
-    ) -> Predictor:
-        from verticals.core.registry import ModelRegistry
-
-        registry = registry or ModelRegistry.default()
-        return cls.from_directory(registry.path(task, version), form, **kwargs)
-
-    @property
-    def version(self) -> str:
-        return f"{self.card.get('task', '?')}:v{self.card.get('version', '?')}"
 
     def predict_proba(
         self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
@@ -234,20 +268,11 @@ class Predictor:
         return out
 
 
-class Encoder:
+class Encoder(_Loaded):
     """Unit-length text vectors from a trained embedding model or from a base model."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        tokenizer: Any,
-        max_length: int = 128,
-        batch_size: int = 64,
-        card: dict[str, Any] | None = None,
-    ) -> None:
-        self.card = card or {}
-        self._batched = _Batched(backend, tokenizer, max_length, batch_size)
-        self._dimension: int | None = None
+    kind = "embedding"
+    _dimension: int | None = None  # measured on first use
 
     @classmethod
     def from_base(
@@ -279,19 +304,12 @@ class Encoder:
             folder = get_settings().cache_dir / "onnx" / re.sub(r"[^A-Za-z0-9._-]+", "_", base)
             path = folder / ONNX_FILES[form]
             if not path.exists():
+                from verticals.core.onnx import write_onnx
+
                 model = build_text_encoder(load_encoder(base))
                 write_onnx(model, tokenizer, ["embedding"], folder, form == "onnx-int8")
             backend = OnnxBackend(path)
         return cls(backend, tokenizer, max_length, batch_size, {**card, "form": form})
-
-    @classmethod
-    def from_directory(
-        cls, directory: str | Path, form: Form = "torch", device: Any = None, batch_size: int = 64
-    ) -> Encoder:
-        backend, tokenizer, card = _load(Path(directory), form, device)
-        if card["kind"] != "embedding":
-            raise ValueError(f"{directory} holds a {card['kind']} model, not an encoder")
-        return cls(backend, tokenizer, card["max_length"], batch_size, {**card, "form": form})
 
     @classmethod
     def from_registry(
@@ -304,16 +322,14 @@ class Encoder:
         **kwargs: Any,
     ) -> Encoder:
         """The task's current model; with ``fallback_to_base``, the base model if none exists."""
-        from verticals.core.registry import ModelRegistry, RegistryError
+        from verticals.core.registry import RegistryError
 
-        registry = registry or ModelRegistry.default()
         try:
-            path = registry.path(task, version)
+            return super().from_registry(task, version, form, registry, **kwargs)
         except RegistryError:
             if not fallback_to_base:
                 raise
             return cls.from_base(form=form, **kwargs)
-        return cls.from_directory(path, form, **kwargs)
 
     @property
     def version(self) -> str:
@@ -337,74 +353,3 @@ class Encoder:
         vectors = out["embedding"].astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.clip(norms, 1e-12, None)
-
-
-def export_onnx(directory: str | Path, quantize: bool = True) -> list[Path]:
-    """Write a registered model's fast CPU form into its ``onnx/`` folder: ONNX (graph-optimised
-    at load) and an int8 quantised copy."""
-    from verticals.core.modeling import load_trained
-
-    directory = Path(directory)
-    model, tokenizer, card = load_trained(directory)
-    outputs = (
-        [h["name"] for h in card["heads"]] if card["kind"] == "classification" else ["embedding"]
-    )
-    return write_onnx(model, tokenizer, outputs, directory / "onnx", quantize)
-
-
-def write_onnx(
-    model: Any, tokenizer: Any, outputs: list[str], target: Path, quantize: bool = True
-) -> list[Path]:
-    """Export ``model`` (dict of ``outputs`` or one tensor) to ``target``; each file appears
-    whole (written aside, then renamed), so concurrent first uses never read half a file."""
-    import os
-    import tempfile
-    import warnings
-
-    import torch
-
-    model = model.cpu().eval()
-
-    class _Export(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-            out = self.inner(input_ids, attention_mask)
-            return tuple(out[n] for n in outputs) if isinstance(out, dict) else out
-
-    sample = tokenizer(
-        ["a short sample", "and a somewhat longer sample sentence"],
-        padding=True,
-        return_tensors="pt",
-    )
-    target.mkdir(parents=True, exist_ok=True)
-    dynamic = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
-    dynamic.update({name: {0: "batch"} for name in outputs})
-    written = []
-    with tempfile.TemporaryDirectory(dir=target) as tmp:
-        fp32 = Path(tmp) / ONNX_FILES["onnx"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _Export(),
-                (sample["input_ids"], sample["attention_mask"]),
-                str(fp32),
-                input_names=["input_ids", "attention_mask"],
-                output_names=outputs,
-                dynamic_axes=dynamic,
-                opset_version=17,
-                dynamo=False,
-            )
-        files = [fp32]
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            int8 = Path(tmp) / ONNX_FILES["onnx-int8"]
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-            files.append(int8)
-        for file in files:
-            os.replace(file, target / file.name)
-            written.append(target / file.name)
-    return written

@@ -7,6 +7,9 @@ Layout::
     <root>/<task>/state.json {"current": N, "history": [...]}  (history: promotions, for rollback)
 
 Writes are atomic (staging directory + rename, state via os.replace) and serialised by a file lock.
+The registry is storage only: it imports nothing above it. A promotion that must re-score the
+current model on the candidate's test set is given a ``Scorer`` (``verticals.core.training``'s
+``promote`` passes the one that loads and scores models).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,23 @@ from typing import Any
 
 class RegistryError(LookupError):
     """A task or version that does not exist, or a refused promotion."""
+
+
+Scorer = Callable[[Path, Path], dict[str, float]]
+"""``scorer(model_dir, candidate_dir)``: the metrics of the model in ``model_dir`` on the
+held-out data stored with the candidate in ``candidate_dir``."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What registering a trained model returned."""
+
+    task: str
+    version: int
+    path: Path
+    metrics: dict[str, float]
+    seconds: float
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,25 @@ class ModelRegistry:
                 self._write_state(task, {"current": version, "history": [version]})
         return version
 
+    def register_trained(
+        self,
+        task: str,
+        staged: Path,
+        card: dict[str, Any],
+        seconds: float,
+        first_becomes_current: bool = True,
+    ) -> TrainOutcome:
+        """``register`` a freshly trained model; its card's ``metrics`` are the outcome's."""
+        version = self.register(task, staged, card, first_becomes_current)
+        return TrainOutcome(
+            task,
+            version,
+            self.path(task, version),
+            card["metrics"],
+            seconds,
+            self.current_version(task) == version,
+        )
+
     def update_card(self, task: str, version: int, **fields: Any) -> None:
         with self._locked(task):
             path = self.path(task, version) / "card.json"
@@ -149,17 +188,21 @@ class ModelRegistry:
             path.write_text(json.dumps(card, indent=2, default=str))
             (path.parent / "README.md").write_text(render_model_card(card))
 
-    def promote(self, task: str, version: int, force: bool = False) -> Promotion:
+    def promote(
+        self, task: str, version: int, force: bool = False, scorer: Scorer | None = None
+    ) -> Promotion:
         """Make ``version`` current unless it scores worse than the current model on the same
-        test set (the candidate's held-out split; the current model is re-scored on it)."""
+        test set (the candidate's held-out split; the current model is re-scored on it by
+        ``scorer`` unless both share that split). Without a scorer such a promotion is refused
+        unless forced."""
         candidate = self.card(task, version)
         metric = candidate["primary_metric"]
         current_version = self.current_version(task)
         candidate_score = candidate["metrics"].get(metric)
         current_score = None
-        if current_version is not None and current_version != version:
-            current_score = self._score_on(task, current_version, candidate)
-            if not force and current_score is not None and candidate_score < current_score:
+        if current_version is not None and current_version != version and not force:
+            current_score = self._score_on(task, current_version, candidate, scorer)
+            if current_score is not None and candidate_score < current_score:
                 raise RegistryError(
                     f"refused: {task} v{version} scores {metric}={candidate_score:.4f} on its "
                     f"test set, below the current v{current_version} ({current_score:.4f} on the "
@@ -173,20 +216,19 @@ class ModelRegistry:
             task, version, current_version, metric, candidate_score, current_score, force
         )
 
-    def _score_on(self, task: str, version: int, candidate: dict[str, Any]) -> float | None:
+    def _score_on(
+        self, task: str, version: int, candidate: dict[str, Any], scorer: Scorer | None
+    ) -> float | None:
         current = self.card(task, version)
         metric = candidate["primary_metric"]
         if current["data"].get("test_fingerprint") == candidate["data"].get("test_fingerprint"):
             return current["metrics"].get(metric)
-        if candidate["kind"] == "sequence":
-            from verticals.core.sequence import score_directory
-
-            data = self.path(task, candidate["version"]) / "data"
-            return score_directory(self.path(task, version), data)["metrics"].get(metric)
-        from verticals.core.evaluation import evaluate_directory
-
-        test_file = self.path(task, candidate["version"]) / "test.jsonl"
-        return evaluate_directory(self.path(task, version), test_file)["metrics"].get(metric)
+        if scorer is None:
+            raise RegistryError(
+                f"{task} v{version} must be re-scored on v{candidate['version']}'s test set and "
+                f"no scorer was given (promote through verticals.core.training.promote)"
+            )
+        return scorer(self.path(task, version), self.path(task, candidate["version"])).get(metric)
 
     def rollback(self, task: str) -> int:
         """Return to the model that was current before the last promotion."""

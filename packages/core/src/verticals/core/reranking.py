@@ -14,7 +14,6 @@ current only when its MRR beats the base encoder's on the same candidates.
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +25,7 @@ from verticals.core.config import TrainConfig
 from verticals.core.data import fingerprint_rows, read_table, split_indices
 
 if TYPE_CHECKING:
-    from verticals.core.registry import ModelRegistry
-    from verticals.core.training import TrainOutcome
+    from verticals.core.registry import ModelRegistry, TrainOutcome
 
 
 @dataclass
@@ -54,7 +52,7 @@ class RerankData:
 def load_groups(config: TrainConfig) -> RerankData:
     """Rows grouped by query; empty cells are errors naming the row."""
     d = config.data
-    frame = read_table(d.path, d.encoding)
+    frame = read_table(d.file(), d.encoding)
     missing = [c for c in (d.query_column, d.positive_column) if c not in frame.columns]
     if missing:
         raise ValueError(f"{d.path}: missing column(s) {', '.join(missing)}")
@@ -229,7 +227,6 @@ def train_reranker(
 
     from verticals.core import modeling, trainer
     from verticals.core.registry import ModelRegistry
-    from verticals.core.training import TrainOutcome
 
     registry = registry or ModelRegistry.default()
     t, r, max_len = config.training, config.reranking, config.model.max_length
@@ -326,24 +323,9 @@ def train_reranker(
             "validation": len(validation),
             "test": len(test),
         },
-        "training": {
-            "seconds": round(result.seconds, 2),
-            "steps": result.steps,
-            "best_validation": result.best_score,
-            "stopped_early": result.stopped_early,
-            "history": result.history,
-            "device": str(device),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "training": result.summary(device),
         "config": json.loads(config.model_dump_json()),
     }
-    version = registry.register(config.task, staged, card, first_becomes_current and gate)
-    return TrainOutcome(
-        config.task,
-        version,
-        registry.path(config.task, version),
-        metrics,
-        result.seconds,
-        registry.current_version(config.task) == version,
+    return registry.register_trained(
+        config.task, staged, card, result.seconds, first_becomes_current and gate
     )

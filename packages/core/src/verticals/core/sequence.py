@@ -24,15 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from verticals.core.config import SequenceConfig, TrainConfig, TrainingConfig
-from verticals.core.registry import ModelRegistry
-
-if TYPE_CHECKING:
-    from verticals.core.training import TrainOutcome
+from verticals.core.registry import ModelRegistry, TrainOutcome
 
 K = 10
 WEIGHTS_FILE = "tower.safetensors"
@@ -439,15 +436,15 @@ def train_sequence(
     registry: ModelRegistry | None = None,
     show_progress: bool = True,
     first_becomes_current: bool = True,
+    data: Sequences | None = None,
 ) -> TrainOutcome:
-    """Train, test and register a user tower (card, test split, validation gate figures)."""
-    from verticals.core.training import TrainOutcome
-
+    """Train, test and register a user tower (card, test split, validation gate figures), on
+    ``data`` or the config's data folder."""
     registry = registry or ModelRegistry.default()
-    data = Sequences.load(config.data.path)
+    data = data if data is not None else Sequences.load(config.data.file())
     split = leave_last_out(data.items)
     if not split.validation:
-        raise ValueError(f"{config.data.path}: no user has 3 or more items to validate on")
+        raise ValueError(f"{config.data.name}: no user has 3 or more items to validate on")
     log = print if show_progress else None
     fitted = fit_tower(
         data.vectors, split.train, split.validation, config.sequence, config.training, log
@@ -475,7 +472,7 @@ def train_sequence(
         "primary_metric": "hr@10",
         "metrics": {**metrics, "validation_hr@10": fitted.best_validation, **baseline},
         "data": {
-            "path": str(config.data.path),
+            "path": config.data.name,
             "fingerprint": data.fingerprint(),
             "test_fingerprint": data.fingerprint(),
             "rows": len(data.users),
@@ -492,12 +489,6 @@ def train_sequence(
         },
         "config": json.loads(config.model_dump_json()),
     }
-    version = registry.register(config.task, staged, card, first_becomes_current)
-    return TrainOutcome(
-        config.task,
-        version,
-        registry.path(config.task, version),
-        card["metrics"],
-        fitted.seconds,
-        registry.current_version(config.task) == version,
+    return registry.register_trained(
+        config.task, staged, card, fitted.seconds, first_becomes_current
     )

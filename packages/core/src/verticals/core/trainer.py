@@ -5,6 +5,7 @@ Under torchrun the same loop trains data-parallel (see :mod:`verticals.core.dist
 from __future__ import annotations
 
 import math
+import platform
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,20 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     examples_per_rank: list[int] = field(default_factory=list)
     """Training examples each process went through (all epochs), in rank order."""
+
+    def summary(self, device: Any, **extra: Any) -> dict[str, Any]:
+        """A model card's ``training`` block."""
+        return {
+            "seconds": round(self.seconds, 2),
+            "steps": self.steps,
+            "best_validation": self.best_score,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "device": str(device),
+            **extra,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
 
 
 def seed_everything(seed: int) -> None:

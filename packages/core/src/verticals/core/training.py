@@ -2,12 +2,17 @@
 split, and file the model with its card, test split and reports in the registry.
 
 Under torchrun every process loads the same split and trains its shard of it; rank 0 alone
-evaluates, saves and registers, and every process returns rank 0's outcome."""
+evaluates, saves and registers, and every process returns rank 0's outcome.
+
+The training layer also owns the gates: ``promote`` re-scores the current model on a
+candidate's held-out data (the registry below only compares numbers), and ``train_and_gate``
+is every fine-tuning command's "train a candidate, score both on the same held-out data,
+promote if better"."""
 
 from __future__ import annotations
 
 import json
-import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,36 +21,32 @@ from typing import TYPE_CHECKING, Any
 from verticals.core.config import TrainConfig
 from verticals.core.data import (
     LabelledTexts,
+    Records,
     TextPairs,
     load_labelled,
     load_pairs,
     split_indices,
     stratified_subset,
 )
-from verticals.core.registry import ModelRegistry
+from verticals.core.registry import ModelRegistry, Promotion, TrainOutcome
 
 if TYPE_CHECKING:
     from verticals.core.distributed import Distributed
+    from verticals.core.sequence import Sequences
+
+__all__ = ["Gated", "TrainOutcome", "load_dataset", "promote", "rescore", "run_training"]
 
 
-@dataclass(frozen=True)
-class TrainOutcome:
-    task: str
-    version: int
-    path: Path
-    metrics: dict[str, float]
-    seconds: float
-    current: bool
-
-
-def load_dataset(config: TrainConfig) -> LabelledTexts | TextPairs:
+def load_dataset(config: TrainConfig, records: Records | None = None) -> LabelledTexts | TextPairs:
+    """The config's data: its file, or ``records`` (the same columns) when given."""
     d = config.data
+    source = d.source(records)
     if config.kind == "classification":
         data: LabelledTexts | TextPairs = load_labelled(
-            d.path, d.text_column, config.heads, d.encoding
+            source, d.text_column, config.heads, d.encoding
         )
     else:
-        data = load_pairs(d.path, d.query_column, d.positive_column, d.encoding)
+        data = load_pairs(source, d.query_column, d.positive_column, d.encoding)
     if d.max_rows:
         data = data.subset(stratified_subset(len(data), d.max_rows, d.split_seed, _strata(data)))
     return data
@@ -62,20 +63,27 @@ def run_training(
     registry: ModelRegistry | None = None,
     show_progress: bool = True,
     first_becomes_current: bool = True,
+    records: Records | Sequences | None = None,
 ) -> TrainOutcome:
+    """Train ``config`` on its data file (folder), or on ``records`` held in memory: rows of
+    the file's columns, or a sequence model's ``Sequences``."""
     from verticals.core import distributed
+    from verticals.core.sequence import Sequences
 
     if config.kind == "sequence":
         from verticals.core.sequence import train_sequence
 
-        return train_sequence(config, registry, show_progress, first_becomes_current)
+        data = records if isinstance(records, Sequences) else None
+        return train_sequence(config, registry, show_progress, first_becomes_current, data)
+    if isinstance(records, Sequences):
+        raise TypeError(f"sequences given for a {config.kind} model")
     if config.kind == "reranking":
         from verticals.core.reranking import train_reranker
 
         return train_reranker(config, registry, show_progress, first_becomes_current)
     with distributed.launch(config.training.device) as parallel:
         outcome = parallel.from_main(
-            _train(config, registry, show_progress, first_becomes_current, parallel)
+            _train(config, registry, show_progress, first_becomes_current, parallel, records)
         )
     assert outcome is not None
     return outcome
@@ -87,14 +95,14 @@ def _train(
     show_progress: bool,
     first_becomes_current: bool,
     parallel: Distributed,
+    records: Records | None = None,
 ) -> TrainOutcome | None:
     """Train (every rank); evaluate and register (rank 0 only, which returns the outcome)."""
-    import torch
 
     from verticals.core import modeling, trainer
 
     registry = registry or ModelRegistry.default()
-    data = load_dataset(config)
+    data = load_dataset(config, records)
     split = split_indices(
         len(data),
         config.data.validation_fraction,
@@ -104,7 +112,7 @@ def _train(
     )
     train, validation, test = (data.subset(s) for s in (split.train, split.validation, split.test))
     if len(train) < 2:
-        raise ValueError(f"{config.data.path}: too few rows to train ({len(data)})")
+        raise ValueError(f"{config.data.name}: too few rows to train ({len(data)})")
     validation = validation if len(validation) else train  # tiny data: validate on train
     test = test if len(test) else validation
 
@@ -145,7 +153,7 @@ def _train(
         "primary_metric": fitted.primary,
         "metrics": metrics,
         "data": {
-            "path": str(config.data.path),
+            "path": config.data.name,
             "fingerprint": data.fingerprint(),
             "test_fingerprint": test_set.fingerprint(),
             "rows": len(data),
@@ -153,30 +161,80 @@ def _train(
             "validation": len(validation),
             "test": len(test_set),
         },
-        "training": {
-            "seconds": round(result.seconds, 2),
-            "steps": result.steps,
-            "best_validation": result.best_score,
-            "stopped_early": result.stopped_early,
-            "history": result.history,
-            "device": str(setup.device),
-            "world_size": parallel.world_size,
-            "backend": parallel.backend,
-            "examples_per_rank": result.examples_per_rank,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "training": result.summary(
+            setup.device,
+            world_size=parallel.world_size,
+            backend=parallel.backend,
+            examples_per_rank=result.examples_per_rank,
+        ),
         "config": json.loads(config.model_dump_json()),
     }
-    version = registry.register(config.task, staged, card, first_becomes_current)
-    return TrainOutcome(
-        config.task,
-        version,
-        registry.path(config.task, version),
-        metrics,
-        result.seconds,
-        registry.current_version(config.task) == version,
+    return registry.register_trained(
+        config.task, staged, card, result.seconds, first_becomes_current
     )
+
+
+def rescore(model_dir: Path, candidate_dir: Path) -> dict[str, float]:
+    """The registry's ``Scorer``: the model in ``model_dir`` scored on the held-out data stored
+    with the candidate (its ``test.jsonl``, or a sequence model's ``data/`` folder)."""
+    card = json.loads((candidate_dir / "card.json").read_text())
+    if card["kind"] == "sequence":
+        from verticals.core.sequence import score_directory
+
+        return score_directory(model_dir, candidate_dir / "data")["metrics"]
+    from verticals.core.evaluation import evaluate_directory
+
+    return evaluate_directory(model_dir, candidate_dir / "test.jsonl")["metrics"]
+
+
+def promote(registry: ModelRegistry, task: str, version: int, force: bool = False) -> Promotion:
+    """``registry.promote`` with the current model re-scored on the candidate's test set
+    (loads models: callers that serve requests run it off their event loop)."""
+    return registry.promote(task, version, force=force, scorer=rescore)
+
+
+Scores = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Gated:
+    """A candidate trained and judged against the current model on the same held-out data."""
+
+    outcome: TrainOutcome
+    current: Scores
+    candidate: Scores
+    promoted: bool
+
+
+def train_and_gate(
+    config: TrainConfig,
+    score_current: Callable[[TrainOutcome], Scores],
+    score_candidate: Callable[[TrainOutcome], Scores],
+    better: Callable[[Scores, Scores], bool],
+    registry: ModelRegistry | None = None,
+    records: Records | Sequences | None = None,
+    promote: bool = True,
+    show_progress: bool = False,
+) -> Gated:
+    """Train a candidate (never current on its own), score the current model (or what is served
+    without one) and the candidate on the same held-out data, record both on the candidate's
+    card as ``gate`` and make it current when ``better(current, candidate)`` (and ``promote``).
+    Both scorers get the candidate's outcome (its folder holds its held-out split)."""
+    registry = registry or ModelRegistry.default()
+    outcome = run_training(
+        config, registry, show_progress, first_becomes_current=False, records=records
+    )
+    current = score_current(outcome)
+    candidate = score_candidate(outcome)
+    promoted = promote and better(current, candidate)
+    registry.update_card(
+        config.task,
+        outcome.version,
+        gate={"current": current, "candidate": candidate, "promoted": promoted},
+    )
+    if promoted:
+        registry.promote(config.task, outcome.version, force=True)
+    return Gated(outcome, current, candidate, promoted)
 
 
 @dataclass(frozen=True)

@@ -60,13 +60,16 @@ def list_models(registry: ModelRegistry) -> dict[str, Any]:
 
 
 def promote(registry: ModelRegistry, task: str, version: int, force: bool) -> dict[str, Any]:
-    """Make ``version`` current; refused when it scores worse than the current model."""
+    """Make ``version`` current; refused when it scores worse than the current model (the
+    training layer re-scores it: a blocking call, the route runs it in a worker thread)."""
+    from verticals.core.training import promote as gated_promote
+
     if task not in registry.tasks():
         raise NotFound(f"no task '{task}' in the registry")
     if version not in registry.versions(task):
         raise NotFound(f"task '{task}' has no version {version}")
     try:
-        promotion = registry.promote(task, version, force=force)
+        promotion = gated_promote(registry, task, version, force=force)
     except RegistryError as exc:
         raise Refused(str(exc)) from None
     return asdict(promotion)

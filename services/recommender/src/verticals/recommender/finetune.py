@@ -9,11 +9,9 @@ one is better.
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +61,26 @@ def build_pairs(
     return chosen
 
 
+def encoder_config(task: str, epochs: int = 1) -> Any:
+    """The core's contrastive fine-tuning of the item encoder on in-memory pairs."""
+    from verticals.core.config import DataConfig, ModelConfig, TrainConfig, TrainingConfig
+
+    return TrainConfig(
+        task=task,
+        kind="embedding",
+        method="full",
+        data=DataConfig(validation_fraction=0.05, test_fraction=0.05),
+        model=ModelConfig(max_length=64),
+        training=TrainingConfig(
+            epochs=epochs, batch_size=32, learning_rate=3e-5, patience=0, temperature=0.05
+        ),
+    )
+
+
+def pair_records(pairs: list[tuple[str, str]]) -> list[dict[str, object]]:
+    return [{"query": query, "positive": positive} for query, positive in pairs]
+
+
 def train_encoder(
     pairs: list[tuple[str, str]],
     task: str,
@@ -71,25 +89,15 @@ def train_encoder(
     show_progress: bool = False,
 ) -> Any:
     """Contrastive fine-tuning with the core; registered, not made current."""
-    from verticals.core.config import DataConfig, ModelConfig, TrainConfig, TrainingConfig
     from verticals.core.training import run_training
 
-    folder = Path(tempfile.mkdtemp(prefix="recommender-pairs-"))
-    path = folder / "pairs.jsonl"
-    with path.open("w") as handle:
-        for query, positive in pairs:
-            handle.write(json.dumps({"query": query, "positive": positive}) + "\n")
-    config = TrainConfig(
-        task=task,
-        kind="embedding",
-        method="full",
-        data=DataConfig(path=path, validation_fraction=0.05, test_fraction=0.05),
-        model=ModelConfig(max_length=64),
-        training=TrainingConfig(
-            epochs=epochs, batch_size=32, learning_rate=3e-5, patience=0, temperature=0.05
-        ),
+    return run_training(
+        encoder_config(task, epochs),
+        registry,
+        show_progress=show_progress,
+        first_becomes_current=False,
+        records=pair_records(pairs),
     )
-    return run_training(config, registry, show_progress=show_progress, first_becomes_current=False)
 
 
 def gate(before: dict[str, float], after: dict[str, float]) -> bool:
@@ -139,6 +147,7 @@ def finetune_from_log(
     """Fine-tune on the service's event log; promote only if the offline gate passes."""
     from verticals.core.inference import Encoder
     from verticals.core.registry import ModelRegistry
+    from verticals.core.training import train_and_gate
     from verticals.recommender.pipeline import load_encoder
 
     data, _ = log_as_interactions(settings)
@@ -150,29 +159,25 @@ def finetune_from_log(
         return {"promoted": False, "reason": f"only {len(pairs)} training pairs"}
     log(f"{len(pairs)} pairs from {len(data.events)} interactions; {len(data.test)} users held out")
     registry = registry or ModelRegistry.default()
-    current = load_encoder(settings, registry)
-    outcome = train_encoder(pairs, settings.encoder_task, registry, epochs, show_progress=True)
-    candidate = Encoder.from_directory(outcome.path)
     scorer = {"served": settings.variant_a.model_copy(update={"mmr_lambda": 1.0})}
     window = settings.cooccurrence_window
-    before = evaluate(data, current.encode(data.texts), settings, scorer, window)["served"]
-    after = evaluate(data, candidate.encode(data.texts), settings, scorer, window)["served"]
-    promoted = gate(before, after)
-    registry.update_card(
-        settings.encoder_task,
-        outcome.version,
-        offline={
-            "current": current.version,
-            "before": before,
-            "after": after,
-            "promoted": promoted,
-        },
+
+    def served(encoder: Any) -> dict[str, float]:
+        return evaluate(data, encoder.encode(data.texts), settings, scorer, window)["served"]
+
+    gated = train_and_gate(
+        encoder_config(settings.encoder_task, epochs),
+        lambda _: served(load_encoder(settings, registry)),  # the current one, or the base
+        lambda outcome: served(Encoder.from_directory(outcome.path)),
+        gate,
+        registry,
+        records=pair_records(pairs),
+        show_progress=True,
     )
-    if promoted:
-        registry.promote(settings.encoder_task, outcome.version, force=True)
+    before, after, promoted = gated.current, gated.candidate, gated.promoted
     log(f"offline gate: before {before} after {after}: {'promoted' if promoted else 'kept'}")
     return {
-        "version": outcome.version,
+        "version": gated.outcome.version,
         "pairs": len(pairs),
         "before": before,
         "after": after,

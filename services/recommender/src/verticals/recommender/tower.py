@@ -8,9 +8,7 @@ CPU), so an event changes the next response. New catalog items get text-only tow
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -199,7 +197,7 @@ def train_tower_from_log(
     from verticals.core.config import DataConfig, SequenceConfig, TrainConfig, TrainingConfig
     from verticals.core.registry import ModelRegistry
     from verticals.core.sequence import score_directory
-    from verticals.core.training import run_training
+    from verticals.core.training import TrainOutcome, train_and_gate
 
     data = log_as_sequences(settings)
     users = sum(len(rows) >= 3 for rows in data.items)
@@ -207,42 +205,51 @@ def train_tower_from_log(
         return {"promoted": False, "reason": f"only {users} users with >= 3 items"}
     registry = registry or ModelRegistry.default()
     task = settings.tower_task
-    with tempfile.TemporaryDirectory(prefix="recommender-tower-") as folder:
-        data.save(Path(folder))
-        config = TrainConfig(
-            task=task,
-            kind="sequence",
-            data=DataConfig(path=Path(folder)),
-            sequence=SequenceConfig(**{**TOWER_SETTINGS, **(sequence or {})}),
-            training=TrainingConfig(
-                epochs=epochs,
-                batch_size=64,
-                learning_rate=learning_rate,
-                weight_decay=0.0,
-                patience=5,
-            ),
-        )
-        outcome = run_training(config, registry, show_progress=False, first_becomes_current=False)
-    card = registry.card(task, outcome.version)
-    candidate = card["metrics"]["validation_hr@10"]
-    popularity = card["metrics"]["validation_popularity_hr@10"]
+    config = TrainConfig(
+        task=task,
+        kind="sequence",
+        data=DataConfig(),
+        sequence=SequenceConfig(**{**TOWER_SETTINGS, **(sequence or {})}),
+        training=TrainingConfig(
+            epochs=epochs,
+            batch_size=64,
+            learning_rate=learning_rate,
+            weight_decay=0.0,
+            patience=5,
+        ),
+    )
     current_version = registry.current_version(task)
-    current = None
-    if current_version is not None:
-        current = score_directory(
+
+    def score_current(outcome: TrainOutcome) -> dict[str, Any]:
+        if current_version is None:
+            return {"version": None, "validation_hr@10": None}
+        scored = score_directory(
             registry.path(task, current_version), outcome.path / "data", "validation"
-        )["metrics"]["hr@10"]
-    promoted = candidate > popularity and (current is None or candidate >= current)
+        )
+        return {"version": current_version, "validation_hr@10": scored["metrics"]["hr@10"]}
+
+    def score_candidate(outcome: TrainOutcome) -> dict[str, Any]:
+        metrics = outcome.metrics
+        return {
+            "validation_hr@10": metrics["validation_hr@10"],
+            "popularity_validation_hr@10": metrics["validation_popularity_hr@10"],
+        }
+
+    def better(current: dict[str, Any], candidate: dict[str, Any]) -> bool:
+        hr = candidate["validation_hr@10"]
+        return hr > candidate["popularity_validation_hr@10"] and (
+            current["validation_hr@10"] is None or hr >= current["validation_hr@10"]
+        )
+
+    gated = train_and_gate(config, score_current, score_candidate, better, registry, records=data)
+    outcome = gated.outcome
+    card = registry.card(task, outcome.version)
     gate = {
-        "validation_hr@10": candidate,
-        "popularity_validation_hr@10": popularity,
+        **gated.candidate,
         "current": current_version,
-        "current_validation_hr@10": current,
-        "promoted": promoted,
+        "current_validation_hr@10": gated.current["validation_hr@10"],
+        "promoted": gated.promoted,
     }
-    registry.update_card(task, outcome.version, gate=gate)
-    if promoted:
-        registry.promote(task, outcome.version, force=True)
     log(f"tower v{outcome.version}: {gate}")
     return {
         "version": outcome.version,

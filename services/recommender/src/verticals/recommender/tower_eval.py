@@ -110,9 +110,6 @@ def train_movielens_tower(
     """Train the tower with the core's ``sequence`` kind on every user's liked items in time
     order: its leave-last-out split is this protocol's (last = test, the one before =
     validation), so it learns from the training items only. Returns the net and its card."""
-    import tempfile
-    from pathlib import Path
-
     from verticals.core.config import DataConfig, TrainConfig
     from verticals.core.sequence import Sequences, UserTower
     from verticals.core.training import run_training
@@ -121,16 +118,10 @@ def train_movielens_tower(
     sequences = Sequences(
         vectors, [str(i) for i in range(len(vectors))], list(per_user), list(per_user.values())
     )
-    with tempfile.TemporaryDirectory(prefix="movielens-tower-") as folder:
-        sequences.save(Path(folder))
-        config = TrainConfig(
-            task=task,
-            kind="sequence",
-            data=DataConfig(path=Path(folder)),
-            sequence=TOWER,
-            training=TRAINING,
-        )
-        outcome = run_training(config, registry, show_progress=show_progress)
+    config = TrainConfig(
+        task=task, kind="sequence", data=DataConfig(), sequence=TOWER, training=TRAINING
+    )
+    outcome = run_training(config, registry, show_progress=show_progress, records=sequences)
     registry.promote(task, outcome.version, force=True)
     return UserTower.from_directory(outcome.path).net, registry.card(task, outcome.version)
 

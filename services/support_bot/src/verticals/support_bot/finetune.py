@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from typing import Any
 
 from verticals.support_bot.pipeline import SupportBot
@@ -21,61 +19,53 @@ def finetune(
     trained on) against the current encoder (or the base); promote and recalibrate if better."""
     from verticals.core.config import DataConfig, ModelConfig, TrainConfig, TrainingConfig
     from verticals.core.inference import Encoder
-    from verticals.core.registry import ModelRegistry
-    from verticals.core.training import run_training
+    from verticals.core.training import TrainOutcome, train_and_gate
 
-    registry = registry or ModelRegistry.default()
     pairs = bot.training_pairs(tenant)
-    folder = bot.settings.data_dir / "finetune"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"pairs-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["query", "positive", "origin"])
-        writer.writerows(pairs)
     config = TrainConfig(
         task=bot.settings.encoder_task,
         kind="embedding",
         method="full",
-        data=DataConfig(path=path, validation_fraction=0.1, test_fraction=0.1, split_seed=7),
+        data=DataConfig(validation_fraction=0.1, test_fraction=0.1, split_seed=7),
         model=ModelConfig(max_length=128),
         training=TrainingConfig(
             epochs=epochs, batch_size=32, learning_rate=3e-5, patience=1, seed=13, device="cpu"
         ),
     )
-    outcome = run_training(config, registry, show_progress=False, first_becomes_current=False)
     in_scope = [q for q in held_out if q.get("expected")]
-    current = bot.evaluate(tenant, in_scope, "dense")
-    candidate_bot = SupportBot(
-        bot.settings,
-        encoder=Encoder.from_directory(outcome.path, bot.settings.encoder_form),
-        persist=False,
-        store=bot.store,
+    bots: dict[str, SupportBot] = {}
+
+    def score_candidate(outcome: TrainOutcome) -> dict[str, Any]:
+        encoder = Encoder.from_directory(outcome.path, bot.settings.encoder_form)
+        bots["candidate"] = SupportBot(
+            bot.settings, encoder=encoder, persist=False, store=bot.store
+        )
+        bots["candidate"].rebuild(tenant)
+        return bots["candidate"].evaluate(tenant, in_scope, "dense")
+
+    gated = train_and_gate(
+        config,
+        lambda _: bot.evaluate(tenant, in_scope, "dense"),  # the encoder the bot serves now
+        score_candidate,
+        lambda current, candidate: candidate["mrr"] > current["mrr"],
+        registry,
+        records=[{"query": q, "positive": p, "origin": o} for q, p, o in pairs],
+        promote=promote,
     )
-    candidate_bot.rebuild(tenant)
-    candidate = candidate_bot.evaluate(tenant, in_scope, "dense")
-    better = candidate["mrr"] > current["mrr"]
+    candidate_bot = bots["candidate"]
     result: dict[str, Any] = {
         "pairs": len(pairs),
-        "pairs_file": str(path),
         "origins": {o: sum(1 for p in pairs if p[2] == o) for o in {p[2] for p in pairs}},
-        "version": outcome.version,
-        "train_seconds": round(outcome.seconds, 1),
-        "pair_test_metrics": outcome.metrics,
+        "version": gated.outcome.version,
+        "train_seconds": round(gated.outcome.seconds, 1),
+        "pair_test_metrics": gated.outcome.metrics,
         "held_out_questions": len(in_scope),
-        "current_encoder": current["encoder"],
-        "current_mrr": current["mrr"],
-        "candidate_mrr": candidate["mrr"],
-        "promoted": False,
+        "current_encoder": gated.current["encoder"],
+        "current_mrr": gated.current["mrr"],
+        "candidate_mrr": gated.candidate["mrr"],
+        "promoted": gated.promoted,
     }
-    registry.update_card(
-        bot.settings.encoder_task,
-        outcome.version,
-        support_eval={"held_out_mrr": candidate["mrr"], "baseline_mrr": current["mrr"]},
-    )
-    if better and promote:
-        registry.promote(bot.settings.encoder_task, outcome.version, force=True)
-        result["promoted"] = True
+    if gated.promoted:
         if any(not q.get("expected") for q in held_out):
             result["calibration"] = candidate_bot.calibrate(tenant, held_out)
         result["next"] = "restart the service: indexes are re-encoded with the new encoder"
@@ -108,20 +98,11 @@ def train_intent(
     ]
     if len({label for _, label in rows}) < 2:
         raise InputError(f"tenant {tenant!r} needs FAQ entries in at least two categories")
-    folder = bot.settings.data_dir / "finetune"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"intent-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "category"])
-        writer.writerows(rows)
     config = TrainConfig(
         task=bot.settings.intent_task_prefix + tenant,
         kind="classification",
         method="full",
-        data=DataConfig(
-            path=path, text_column="text", validation_fraction=0.15, test_fraction=0.15
-        ),
+        data=DataConfig(text_column="text", validation_fraction=0.15, test_fraction=0.15),
         heads={"category": HeadConfig(column="category")},
         model=ModelConfig(max_length=48),
         training=TrainingConfig(
@@ -133,7 +114,8 @@ def train_intent(
             device="cpu",
         ),
     )
-    outcome = run_training(config, registry, show_progress=False)
+    records = [{"text": text, "category": label} for text, label in rows]
+    outcome = run_training(config, registry, show_progress=False, records=records)
     bot.conversations.forget_intent(tenant)
     return {
         "task": outcome.task,
