@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from verticals.core.settings import SettingsError
 from verticals.serving.app import create_app
-from verticals.serving.auth import hash_api_key, key_matches, new_api_key, require_admin_key
+from verticals.serving.auth import AdminKey, hash_api_key, key_matches, new_api_key
 from verticals.serving.database import Base, Database
 from verticals.serving.settings import ServiceSettings, load_settings
 from verticals.serving.types import IsoDatetime
@@ -30,7 +30,6 @@ class Echo(BaseModel):
 def make_app(**overrides: object) -> FastAPI:
     settings = DemoSettings(max_request_bytes=200, **overrides)  # type: ignore[arg-type]
     router = APIRouter()
-    admin = require_admin_key(lambda: settings.admin_api_key.get_secret_value())
 
     @router.post("/echo")
     def echo(body: Echo) -> Echo:
@@ -40,8 +39,8 @@ def make_app(**overrides: object) -> FastAPI:
     def boom() -> None:
         raise RuntimeError("a bug")
 
-    @router.get("/secret", dependencies=[Depends(admin)])
-    def secret() -> dict[str, str]:
+    @router.get("/secret")
+    def secret(_: AdminKey) -> dict[str, str]:
         return {"ok": "yes"}
 
     return create_app("demo", settings, [router])
@@ -129,14 +128,13 @@ def test_database_rolls_back_on_error(tmp_path) -> None:
 def make_resource_app() -> FastAPI:
     settings = DemoSettings(admin_api_key="s3cret")  # type: ignore[arg-type]
     router = APIRouter()
-    admin = require_admin_key(lambda: settings.admin_api_key.get_secret_value())
 
     @router.get("/things/{thing_id}")
     def get_thing(thing_id: str) -> dict[str, str]:
         return {"id": thing_id}
 
-    @router.put("/things/{thing_id}", dependencies=[Depends(admin)])
-    def put_thing(thing_id: str, body: Echo) -> dict[str, str]:
+    @router.put("/things/{thing_id}")
+    def put_thing(thing_id: str, body: Echo, _: AdminKey) -> dict[str, str]:
         return {"id": thing_id}
 
     @router.post("/things/batch")

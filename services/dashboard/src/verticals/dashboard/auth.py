@@ -16,7 +16,6 @@ dashboard admin key as ``X-API-Key`` instead of logging in.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request
 
 from verticals.dashboard.settings import DashboardSettings
+from verticals.serving.auth import is_admin_key
 
 COOKIE = "verticals_dashboard_session"
 MAX_SESSIONS = 10_000
@@ -87,7 +87,7 @@ def _settings(request: Request) -> DashboardSettings:
 
 
 def is_dashboard_key(settings: DashboardSettings, key: str) -> bool:
-    return hmac.compare_digest(key.encode(), settings.admin_api_key.get_secret_value().encode())
+    return is_admin_key(settings, key)
 
 
 def admin_viewer(settings: DashboardSettings) -> Viewer:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
@@ -26,7 +26,7 @@ from verticals.recommender.schemas import (
 )
 from verticals.recommender.settings import RecommenderSettings
 from verticals.serving.app import create_app, error_responses
-from verticals.serving.auth import API_KEY_HEADER, require_admin_key
+from verticals.serving.auth import AdminKey
 
 
 async def get_engine(request: Request) -> Recommender:
@@ -35,14 +35,6 @@ async def get_engine(request: Request) -> Recommender:
 
 Engine = Annotated[Recommender, Depends(get_engine)]
 router = APIRouter(prefix="/v1")
-
-
-def _admin(request: Request, key: str | None = Security(API_KEY_HEADER)) -> str:
-    settings: RecommenderSettings = request.app.state.settings
-    return require_admin_key(lambda: settings.admin_api_key.get_secret_value())(key)
-
-
-Admin = Annotated[str, Depends(_admin)]
 
 
 def _fail(exc: RecommenderError) -> HTTPException:
@@ -130,7 +122,7 @@ def events(
 
 
 @router.post("/items", response_model=UpsertResult)
-def upsert_items(engine: Engine, _: Admin, body: ItemBatch) -> UpsertResult:
+def upsert_items(engine: Engine, _: AdminKey, body: ItemBatch) -> UpsertResult:
     """Bulk insert-or-update (admin key); items are encoded and indexed at once."""
     try:
         created, updated = engine.upsert_items(body.items)
@@ -140,7 +132,7 @@ def upsert_items(engine: Engine, _: Admin, body: ItemBatch) -> UpsertResult:
 
 
 @router.put("/items/{item_id}", response_model=UpsertResult)
-def put_item(item_id: str, engine: Engine, _: Admin, item: ItemIn) -> UpsertResult:
+def put_item(item_id: str, engine: Engine, _: AdminKey, item: ItemIn) -> UpsertResult:
     if item.id != item_id:
         raise HTTPException(422, f"path id '{item_id}' differs from body id '{item.id}'")
     return upsert_items(engine, _, ItemBatch(items=[item]))
@@ -165,7 +157,7 @@ def list_items(
 
 
 @router.delete("/items/{item_id}", response_model=DeleteResult)
-def delete_item(item_id: str, engine: Engine, _: Admin) -> DeleteResult:
+def delete_item(item_id: str, engine: Engine, _: AdminKey) -> DeleteResult:
     deleted, missing = engine.delete_items([item_id])
     if missing:
         raise HTTPException(404, f"unknown item '{item_id}'")
@@ -173,7 +165,7 @@ def delete_item(item_id: str, engine: Engine, _: Admin) -> DeleteResult:
 
 
 @router.post("/items/delete", response_model=DeleteResult)
-def delete_items(engine: Engine, _: Admin, body: IdBatch) -> DeleteResult:
+def delete_items(engine: Engine, _: AdminKey, body: IdBatch) -> DeleteResult:
     """Bulk delete (admin key); unknown ids are reported, not an error."""
     if len(body.ids) > engine.settings.max_batch:
         raise HTTPException(

@@ -30,7 +30,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from verticals.serving.app import create_app, error_responses
-from verticals.serving.auth import API_KEY_HEADER
+from verticals.serving.auth import API_KEY_HEADER, is_admin_key
 from verticals.support_bot.batching import ChatBatcher
 from verticals.support_bot.chat import PERSON_TEXT
 from verticals.support_bot.pipeline import Candidate, Reply, SupportBot, UnknownTenant, decide
@@ -59,7 +59,7 @@ from verticals.support_bot.schemas import (
     WidgetConfig,
 )
 from verticals.support_bot.settings import SupportSettings
-from verticals.support_bot.store import Entry, Handoff, Message
+from verticals.support_bot.store import Entry, Handoff
 from verticals.support_bot.text import EntryIn, InputError, check_metadata
 
 router = APIRouter(responses=error_responses(400, 403, 404))
@@ -109,7 +109,7 @@ async def get_caller(
     if not key:
         raise HTTPException(401, "missing X-API-Key")
     settings: SupportSettings = request.app.state.settings
-    if hmac.compare_digest(key.encode(), settings.admin_api_key.get_secret_value().encode()):
+    if is_admin_key(settings, key):
         return Caller("root")
     owner = bot.authenticate(key)
     if owner is None:
@@ -118,33 +118,6 @@ async def get_caller(
 
 
 Auth = Annotated[Caller, Depends(get_caller)]
-
-
-def _entry_out(e: Entry) -> EntryOut:
-    return EntryOut(
-        id=e.entry_id,
-        kind=e.kind,
-        title=e.title,
-        heading=e.heading,
-        body=e.body,
-        category=e.category,
-        tags=e.tags or [],
-        url=e.url,
-        source=e.source,
-        paraphrases=e.paraphrases or [],
-        metadata=e.meta or {},
-    )
-
-
-def _message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        role=m.role,
-        text=m.text,
-        kind=m.kind,
-        citations=m.citations or [],  # type: ignore[arg-type]
-        created_at=m.created_at.isoformat(),
-    )
 
 
 def _reply_out(r: Reply) -> ChatResponse:
@@ -288,7 +261,7 @@ def list_entries(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # SQL takes 64-bit offsets only
 ) -> list[EntryOut]:
     caller.admin(bot, tenant)
-    return [_entry_out(e) for e in bot.store.entries(tenant, kind, limit, offset)]
+    return [EntryOut.model_validate(e) for e in bot.store.entries(tenant, kind, limit, offset)]
 
 
 @router.get(
@@ -299,7 +272,7 @@ def get_entry(tenant: str, entry_id: str, caller: Auth, bot: Bot) -> EntryOut:
     row = bot.store.entry(tenant, entry_id)
     if row is None:
         raise HTTPException(404, f"no entry {entry_id!r} in tenant {tenant!r}")
-    return _entry_out(row)
+    return EntryOut.model_validate(row)
 
 
 @router.delete(
@@ -466,7 +439,7 @@ def session_messages(
     caller.chat(bot, tenant)
     require_session_token(request, caller, tenant, session_id, x_session_token, True)
     rows = bot.store.recent_messages(tenant, session_id, 200)
-    return [_message_out(m) for m in rows if m.id > after]
+    return [MessageOut.model_validate(m) for m in rows if m.id > after]
 
 
 @router.post("/v1/feedback", status_code=201, tags=["chat"])
@@ -499,16 +472,9 @@ def open_handoff(
 
 def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
     messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
-    return HandoffOut(
-        id=h.id,
-        tenant=h.tenant_id,
-        session_id=h.session_id,
-        question=h.question,
-        reason=h.reason,
-        status=h.status,
-        created_at=h.created_at.isoformat(),
-        transcript=[_message_out(m) for m in messages],
-    )
+    out = HandoffOut.model_validate(h)
+    out.transcript = [MessageOut.model_validate(m) for m in messages]
+    return out
 
 
 @router.get("/v1/handoffs", response_model=list[HandoffOut], tags=["handoffs"])

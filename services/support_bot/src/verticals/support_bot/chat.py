@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from verticals.serving.logging import request_id
+from verticals.serving.webhooks import WebhookSender
 from verticals.support_bot.policy import Kind, Policy, decide
 from verticals.support_bot.retrieval import Candidate, Retriever
 from verticals.support_bot.settings import SupportSettings
@@ -34,7 +34,6 @@ HANDOFF_TEXT = (
     "I am not sure I can answer that correctly, so I have passed your question "
     "to our support team. Someone will reply here shortly."
 )
-
 
 ASK_FOR_PERSON = "I would like to talk to a person."
 PERSON_TEXT = (
@@ -105,6 +104,7 @@ class Conversations:
         self.policy = policy
         self.registry = registry
         self._intents: dict[str, Any] = {}
+        self.webhooks = WebhookSender([settings.webhook_url], name="handoff-webhooks")
         self.rewriter: Any = None
         if settings.llm_url:
             from verticals.support_bot.llm import Rewriter
@@ -321,8 +321,7 @@ class Conversations:
     def _notify(
         self, handoff_id: int, tenant: str, session: str, question: str, reason: str
     ) -> None:
-        url = self.settings.webhook_url
-        if not url:
+        if not self.webhooks.urls:
             return
         body = {
             "event": "handoff",
@@ -332,16 +331,8 @@ class Conversations:
             "question": question,
             "reason": reason,
         }
-
-        def post() -> None:
-            import httpx
-
-            try:
-                httpx.post(url, json=body, timeout=5.0)
-            except httpx.HTTPError as exc:
-                log.warning("handoff webhook failed: %s", exc)
-
-        threading.Thread(target=post, daemon=True).start()
+        self.webhooks.start()  # once: retries with backoff in the background
+        self.webhooks.submit(body, key=f"handoff-{tenant}-{handoff_id}")
 
     # handoffs and feedback -----------------------------------------------------------------
     def staff_reply(

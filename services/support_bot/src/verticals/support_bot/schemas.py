@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from verticals.support_bot.text import META_MAX_KEYS, META_MAX_VALUE
 
@@ -74,18 +83,35 @@ class DocumentIn(BaseModel):
     metadata: Metadata = {}
 
 
-class EntryOut(BaseModel):
-    id: str
+class FromRow(BaseModel):
+    """An API model read straight from a store row (``Model.model_validate(row)``): a NULL
+    column reads as the field's default, a timestamp as ISO text."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _column(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        field = cls.model_fields[info.field_name or ""]
+        if value is None and not field.is_required():
+            return field.get_default(call_default_factory=True)
+        return value
+
+
+class EntryOut(FromRow):
+    id: str = Field(validation_alias=AliasChoices("entry_id", "id"))
     kind: str
     title: str
     heading: str
     body: str
     category: str
-    tags: list[str]
+    tags: list[str] = []
     url: str
     source: str
-    paraphrases: list[str]
-    metadata: dict[str, str] = {}
+    paraphrases: list[str] = []
+    metadata: dict[str, str] = Field({}, validation_alias=AliasChoices("meta", "metadata"))
 
 
 class Changed(BaseModel):
@@ -130,18 +156,18 @@ class ChatResponse(BaseModel):
     reworded: bool = False
 
 
-class MessageOut(BaseModel):
+class MessageOut(FromRow):
     id: int
     role: str
     text: str
     kind: str
-    citations: list[Citation]
+    citations: list[Citation] = []
     created_at: str
 
 
-class HandoffOut(BaseModel):
+class HandoffOut(FromRow):
     id: int
-    tenant: str
+    tenant: str = Field(validation_alias=AliasChoices("tenant_id", "tenant"))
     session_id: str
     question: str
     reason: str
