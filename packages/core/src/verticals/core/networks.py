@@ -56,11 +56,6 @@ class MultiHeadClassifier(nn.Module):
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
-def head_probabilities(logits: torch.Tensor, head: Head) -> torch.Tensor:
-    """Softmax for a multi-class head, independent sigmoids for a multi-label one."""
-    return torch.sigmoid(logits) if head.multi_label else torch.softmax(logits, dim=-1)
-
-
 class CrossEncoderNet(nn.Module):
     """A query and a passage read together (one sequence), mean-pooled, one relevance logit."""
 

@@ -1,4 +1,5 @@
-"""Message and API models: the input news item, the enriched record, the alert."""
+"""Message and API models: the input news item and the alert (the enriched record is built in
+``pipeline.py``)."""
 
 from __future__ import annotations
 
@@ -48,23 +49,6 @@ class NewsItem(BaseModel):
             if len(e) > MAX_ENTITY_CHARS:
                 raise ValueError(f"entity over {MAX_ENTITY_CHARS} characters: {e[:40]!r}...")
         return value
-
-
-class HeadResult(BaseModel):
-    label: str
-    score: float
-    probabilities: dict[str, float]
-
-
-class EnrichedItem(NewsItem):
-    sentiment: HeadResult
-    topic: HeadResult
-    model_version: str
-    classified_at: datetime
-    source_partition: int
-    source_offset: int
-    source_timestamp_ms: int
-    """Kafka timestamp of the input record (publish time): the start of the latency."""
 
 
 class Evidence(BaseModel):

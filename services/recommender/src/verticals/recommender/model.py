@@ -172,10 +172,6 @@ class InteractionModel:
         while len(user.recent) > self.window:
             del user.recent[next(iter(user.recent))]
 
-    def ingest_many(self, events: Iterable[tuple[str, int, str, float]]) -> None:
-        for user_id, key, event_type, ts in events:
-            self.ingest(user_id, key, event_type, ts)
-
     def forget_items(self, keys: Iterable[int]) -> None:
         """Drop deleted items from co-occurrence and popularity (keys are never reused)."""
         for key in keys:
