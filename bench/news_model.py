@@ -34,9 +34,8 @@ def r4(x: float) -> float:
 def main(model_dir: Path | None = None, record: bool = False) -> dict[str, Any]:
     from verticals.core.inference import Encoder, Predictor
     from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor import TASK
     from verticals.news_monitor.real_eval import real_sets, score_baselines, score_model
-    from verticals.news_monitor.settings import shared_dir
+    from verticals.news_monitor.settings import NewsSettings, shared_dir
 
     model_dir = model_dir or shared_dir() / "model"
     started = time.perf_counter()
@@ -44,8 +43,9 @@ def main(model_dir: Path | None = None, record: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         registry = ModelRegistry(Path(tmp) / "registry")
         registry.import_version(model_dir)
-        fp32 = Predictor.from_registry(TASK, registry=registry)
-        int8 = Predictor.from_registry(TASK, registry=registry, form="onnx-int8")
+        task = NewsSettings().model_task
+        fp32 = Predictor.from_registry(task, registry=registry)
+        int8 = Predictor.from_registry(task, registry=registry, form="onnx-int8")
         labels = next(h.labels for h in fp32.heads if h.name == "topic")
         scores = {"fp32": score_model(fp32, sets), "int8": score_model(int8, sets)}
         version = fp32.version

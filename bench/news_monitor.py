@@ -96,8 +96,8 @@ def bench_model_only(model: Any, texts: list[str], in_thread: bool = True) -> fl
 
 
 def run_monitor(settings: Any, model: Any) -> Any:
+    from verticals.news_monitor.api import build_monitor
     from verticals.news_monitor.consumer import ensure_topics
-    from verticals.news_monitor.service import build_monitor
     from verticals.news_monitor.testing import wait_for
 
     ensure_topics(settings)
@@ -213,8 +213,7 @@ def fresh_broker(folder: Path) -> Iterator[str]:
 def main() -> None:
     from verticals.core.inference import Predictor
     from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor import TASK
-    from verticals.news_monitor.service import model_form
+    from verticals.news_monitor.pipeline import model_form
     from verticals.news_monitor.settings import NewsSettings, shared_dir
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,10 +221,12 @@ def main() -> None:
         registry = ModelRegistry(data_dir / "registry")
         registry.ensure(shared_dir() / "model")
         # the form the monitor runs (VERTICALS_NEWS_MODEL_FORM, default auto: the card decides)
-        form = model_form(NewsSettings().model_form, registry.card(TASK))
+        settings = NewsSettings()
+        task = settings.model_task
+        form = model_form(settings.model_form, registry.card(task))
         other = "torch" if form == "onnx-int8" else "onnx-int8"
-        model = Predictor.from_registry(TASK, registry=registry, batch_size=BATCH, form=form)
-        other_model = Predictor.from_registry(TASK, registry=registry, batch_size=BATCH, form=other)
+        model = Predictor.from_registry(task, registry=registry, batch_size=BATCH, form=form)
+        other_model = Predictor.from_registry(task, registry=registry, batch_size=BATCH, form=other)
         texts = [json.loads(x)["title"] for x in items(N, "m")]
         load_before = os.getloadavg()
         other_runs = [bench_model_only(other_model, texts)]

@@ -14,6 +14,8 @@ VERTICALS = str(Path(sys.executable).parent / "verticals")
 SECRET = "hunter2-hunter2"
 CASES = [
     (["news", "serve"], {"VERTICALS_NEWS_BROKER_PORT": "-5"}, "VERTICALS_NEWS_BROKER_PORT"),
+    (["news", "tail", "x"], {"VERTICALS_NEWS_BROKER_PORT": "-5"}, "VERTICALS_NEWS_BROKER_PORT"),
+    (["news", "run"], {"VERTICALS_NEWS_MODEL_TASK": ""}, "VERTICALS_NEWS_MODEL_TASK"),
     (["news", "up"], {"VERTICALS_NEWS_PORT": "99999"}, "VERTICALS_NEWS_PORT"),
     (
         ["support", "serve"],

@@ -192,7 +192,7 @@ def build_app(service: Service, data_dir: Path) -> FastAPI:
     cls = service.settings
     settings: Any = cls(data_dir=data_dir)  # type: ignore[call-arg]
     if service.package == "news_monitor":
-        news = import_module("verticals.news_monitor.service")
+        news = import_module("verticals.news_monitor.api")
         app: FastAPI = news.build_app(settings, consume=False)
         return app
     api = import_module(f"verticals.{service.package}.api")

@@ -24,7 +24,7 @@ Builder = Callable[[Path, Any], Any]
 
 
 def _news(folder: Path, _: Any) -> Any:
-    from verticals.news_monitor.service import build_app
+    from verticals.news_monitor.api import build_app
     from verticals.news_monitor.settings import NewsSettings
 
     return build_app(NewsSettings(data_dir=folder), consume=False)

@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
-from verticals.news_monitor import TASK
+from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.testing import demo_news
 from verticals.serving.testing import LiveServer
+
+TASK = NewsSettings.model_fields["model_task"].default
 
 MAX_EXAMPLES = 10
 """Per operation and phase: the four runs together take about 2 minutes on 2 cores."""
@@ -97,7 +99,7 @@ def encoder() -> Any:
 def news_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The news API over a store that the monitor's batch path filled from the demo feed with
     the shipped default model (no consumer, so no broker)."""
-    from verticals.news_monitor.service import build_app
+    from verticals.news_monitor.api import build_app
 
     news = demo_news(tmp_path_factory.mktemp("news"))
     assert news.alerts, "the demo feed raised no alert"

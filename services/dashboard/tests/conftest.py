@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from verticals.news_monitor import TASK
+from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.testing import demo_news
 from verticals.serving.testing import LiveServer
+
+TASK = NewsSettings.model_fields["model_task"].default
 
 DASHBOARD_KEY = "test-dashboard-key"
 SUPPORT_KEY = "test-support-root-key"
@@ -51,7 +53,7 @@ def encoder() -> Any:
 # ---- news monitor ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def news_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from verticals.news_monitor.service import build_app
+    from verticals.news_monitor.api import build_app
 
     news = demo_news(tmp_path_factory.mktemp("news"))
     assert any(a.key == "ticker:HLVB" for a in news.alerts), "the demo spike raised no alert"

@@ -13,7 +13,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from verticals.news_monitor import TASK
+from verticals.news_monitor.settings import NewsSettings
+
+TASK = NewsSettings.model_fields["model_task"].default
 
 SUPPORT_KEY = "test-support-root-key"
 DASHBOARD_KEY = "test-dashboard-key"

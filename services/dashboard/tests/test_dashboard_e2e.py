@@ -9,8 +9,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from verticals.news_monitor import TASK
+from verticals.news_monitor.settings import NewsSettings
 from verticals.serving.testing import chromium
+
+TASK = NewsSettings.model_fields["model_task"].default
 
 
 def _later_headlines(store: Any, n: int) -> list[bytes]:

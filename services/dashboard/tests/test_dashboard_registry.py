@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from verticals.news_monitor import TASK
+from verticals.news_monitor.settings import NewsSettings
+
+TASK = NewsSettings.model_fields["model_task"].default
 
 ADMIN = {"X-API-Key": "test-dashboard-key"}
 

@@ -23,11 +23,12 @@ def model(registry_dir: Path) -> Any:
     """The shipped default model, imported into a fresh registry as the service does."""
     from verticals.core.inference import Predictor
     from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor import TASK
+    from verticals.news_monitor.settings import NewsSettings
 
     registry = ModelRegistry(registry_dir)
     registry.ensure(shared_dir() / "model")
-    return Predictor.from_registry(TASK, registry=registry, batch_size=32)
+    task = NewsSettings.model_fields["model_task"].default
+    return Predictor.from_registry(task, registry=registry, batch_size=32)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from verticals.news_monitor.api import build_app
 from verticals.news_monitor.broker import NoidaBroker
 from verticals.news_monitor.feed import produce, read_lines, refresh
-from verticals.news_monitor.service import build_app
 from verticals.news_monitor.settings import shared_dir
 from verticals.news_monitor.testing import make_settings, wait_for
 

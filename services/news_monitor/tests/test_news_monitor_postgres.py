@@ -12,12 +12,12 @@ import pytest
 from pydantic import ValidationError
 
 from verticals.news_monitor.alerts import AlertEngine, Observation, keys_for
+from verticals.news_monitor.api import build_monitor
 from verticals.news_monitor.consumer import ensure_topics, load_engine
 from verticals.news_monitor.feed import produce
 from verticals.news_monitor.schemas import NewsItem
-from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import NewsSettings
-from verticals.news_monitor.store import NewsStore
+from verticals.news_monitor.store import Store
 from verticals.news_monitor.testing import SMALL_RULES, news, output_ids, topic_values, wait_for
 
 
@@ -37,7 +37,7 @@ def feed() -> list[Observation]:
     return sorted(out, key=lambda o: (o.event_ts, o.id))
 
 
-def consume(store: NewsStore, engine: AlertEngine, batch: list[Observation]) -> list[str]:
+def consume(store: Store, engine: AlertEngine, batch: list[Observation]) -> list[str]:
     """What the consumer does with a batch: skip known ids, process, save in one transaction."""
     known = store.known_ids([o.id for o in batch])
     alerts = engine.process([o for o in batch if o.id not in known])
@@ -52,7 +52,7 @@ def test_restart_rebuilds_windows_and_alert_ids_deduplicate(postgres_url: str) -
     whole = [a.id for a in AlertEngine(SMALL_RULES).process(obs)]
     assert len(whole) == 2
     cut = next(i for i, o in enumerate(obs) if o.id == "s5")  # mid-spike
-    store = NewsStore(postgres_url)
+    store = Store(postgres_url)
     assert store.db.dialect == "postgresql"
     engine = load_engine(SMALL_RULES, store)
     fresh = []
@@ -61,7 +61,7 @@ def test_restart_rebuilds_windows_and_alert_ids_deduplicate(postgres_url: str) -
     store.db.dispose()
 
     # a new process (or another replica taking the partitions over) on the same database
-    store = NewsStore(postgres_url)
+    store = Store(postgres_url)
     engine = load_engine(SMALL_RULES, store)
     for start in range(cut - 10, len(obs), 50):  # the redelivery overlaps the cut
         fresh += consume(store, engine, obs[start : start + 50])
@@ -100,7 +100,7 @@ def test_two_consumers_write_one_database(
         wait_for(lambda: all(m.status["assigned"] for m in monitors), 60)
         produce(settings, news(60, prefix="pg"))
         wait_for(lambda: len(set(output_ids(settings))) >= 60, 90, every=0.5)
-        store = NewsStore(postgres_url)
+        store = Store(postgres_url)
         wait_for(lambda: store.counts()["observations"] >= 60, 30)
     finally:
         for monitor in monitors:
@@ -122,7 +122,7 @@ def test_the_longest_entity_key_fits_and_a_longer_one_is_rejected(postgres_url: 
         NewsItem(**item, entities=["E" * 201])
     longest = NewsItem(**item, entities=["E" * 200])
     keys = keys_for("markets", [], longest.entities)
-    store = NewsStore(postgres_url)
+    store = Store(postgres_url)
     rules = SMALL_RULES.model_copy(
         update={"rules": [SMALL_RULES.rules[0].model_copy(update={"scopes": ["topic", "entity"]})]}
     )

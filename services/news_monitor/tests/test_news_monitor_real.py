@@ -121,7 +121,7 @@ def test_a_small_training_on_real_rows_separates_finance_from_other_news(
 
 
 def test_model_form_setting_and_the_cards_int8_measurement() -> None:
-    from verticals.news_monitor.service import model_form
+    from verticals.news_monitor.pipeline import model_form
     from verticals.news_monitor.settings import NewsSettings
 
     measured = {"real_eval": {"int8_macro_f1_loss_points": 0.4}}
@@ -134,7 +134,7 @@ def test_model_form_setting_and_the_cards_int8_measurement() -> None:
 
 
 def test_shipped_card_records_the_int8_measurement_on_real_news() -> None:
-    from verticals.news_monitor.service import model_form
+    from verticals.news_monitor.pipeline import model_form
 
     shipped = json.loads((shared_dir() / "model" / "card.json").read_text())
     loss = shipped["real_eval"]["int8_macro_f1_loss_points"]
@@ -174,9 +174,10 @@ def test_a_newer_shipped_default_replaces_an_imported_one_but_not_a_users(tmp_pa
     import shutil
 
     from verticals.core.registry import ModelRegistry
-    from verticals.news_monitor import TASK
-    from verticals.news_monitor.service import ensure_shipped
+    from verticals.news_monitor.pipeline import ensure_shipped
+    from verticals.news_monitor.settings import NewsSettings
 
+    TASK = NewsSettings.model_fields["model_task"].default
     shipped = shared_dir() / "model"
     old = tmp_path / "old"
     shutil.copytree(shipped, old, ignore=shutil.ignore_patterns("onnx"))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from verticals.news_monitor.alerts import AlertEngine, Observation
+from verticals.news_monitor.api import build_monitor
 from verticals.news_monitor.consumer import (
     DLQ_FALLBACK_BYTES,
     NewsMonitor,
@@ -19,9 +20,8 @@ from verticals.news_monitor.consumer import (
     make_producer,
 )
 from verticals.news_monitor.feed import produce, read_lines, refresh
-from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import NewsSettings, shared_dir
-from verticals.news_monitor.store import NewsStore
+from verticals.news_monitor.store import Store
 from verticals.news_monitor.testing import (
     SMALL_RULES,
     TopicReader,
@@ -96,7 +96,7 @@ def test_a_stored_far_future_watermark_is_clamped_on_start(tmp_path: Path, model
     """The state an older version stored after three year-9999 items (one per partition):
     a start clamps it, and a later spike raises an alert again."""
     settings = NewsSettings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
-    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
+    store = Store(settings.sqlalchemy_url("news_monitor"))
     sources = [f"raw/{p}" for p in range(3)]
     base = time.time() - 4 * 3600
     old = AlertEngine(SMALL_RULES)

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from verticals.news_monitor.api import build_monitor
 from verticals.news_monitor.broker import NoidaBroker
 from verticals.news_monitor.consumer import ensure_topics
 from verticals.news_monitor.feed import produce, read_lines, refresh
-from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import NewsSettings, shared_dir
 from verticals.news_monitor.testing import (
     TopicReader,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from verticals.news_monitor.api import build_monitor
 from verticals.news_monitor.broker import TansuBroker
 from verticals.news_monitor.consumer import ensure_topics
 from verticals.news_monitor.feed import produce, read_lines, refresh
-from verticals.news_monitor.service import build_monitor
 from verticals.news_monitor.settings import shared_dir
 from verticals.news_monitor.testing import make_settings, news, output_ids, topic_values, wait_for
 

@@ -20,6 +20,12 @@ MIN_KEY_BITS = 64.0
 (characters x Shannon bits per character): ``secrets.token_urlsafe(32)`` has about 200."""
 
 
+def shared_dir(service: str) -> Path:
+    """``shared/<service>`` of the checkout the packages are installed from (samples, rules,
+    default models: data, no code)."""
+    return Path(__file__).resolve().parents[5] / "shared" / service
+
+
 def key_weakness(key: str) -> str | None:
     """Why ``key`` is too weak for production use, or None."""
     if key != key.strip() or any(c.isspace() for c in key):

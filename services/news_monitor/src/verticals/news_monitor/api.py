@@ -1,32 +1,41 @@
-"""Thin ops routes: recent alerts and negative-share trends (/health and /metrics come from
-``verticals.serving.create_app``)."""
+"""The ops API: recent alerts and negative-share trends (/health and /metrics come from
+``verticals.serving.create_app``), and ``build_app``: settings -> store, model, monitor, app."""
 
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
+from prometheus_client import CollectorRegistry
 
-from verticals.news_monitor.store import NewsStore
+from verticals.news_monitor.alerts import RulesConfig
+from verticals.news_monitor.consumer import NewsMonitor, ensure_topics
+from verticals.news_monitor.metrics import MonitorMetrics
+from verticals.news_monitor.pipeline import load_model
+from verticals.news_monitor.settings import NewsSettings
+from verticals.news_monitor.store import Store
 from verticals.serving.types import IsoDatetime
 
 router = APIRouter(tags=["news"])
 
 
-def get_store(request: Request) -> NewsStore:
-    store: NewsStore = request.app.state.store
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
     return store
 
 
-Store = Annotated[NewsStore, Depends(get_store)]
+Stored = Annotated[Store, Depends(get_store)]
 
 
 @router.get("/alerts")
 def alerts(
-    store: Store,
+    store: Stored,
     key: Annotated[str | None, Query(max_length=300, description="e.g. ticker:HLVB")] = None,
     rule: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[IsoDatetime | None, Query(description="window end at or after")] = None,
@@ -45,7 +54,7 @@ def alerts(
 )
 def trends(
     request: Request,
-    store: Store,
+    store: Stored,
     topic: Annotated[str | None, Query(max_length=64)] = None,
     bucket_minutes: Annotated[int, Query(ge=1, le=1440)] = 15,
     since: Annotated[IsoDatetime | None, Query()] = None,
@@ -84,3 +93,67 @@ def render_png(rows: list[dict[str, Any]]) -> bytes:
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def build_monitor(
+    settings: NewsSettings,
+    model: Any = None,
+    metrics: MonitorMetrics | None = None,
+    store: Store | None = None,
+    client_id: str | None = None,
+) -> NewsMonitor:
+    return NewsMonitor(
+        settings,
+        model if model is not None else load_model(settings),
+        store or Store(settings.sqlalchemy_url("news_monitor")),
+        RulesConfig.from_yaml(settings.rules_path),
+        metrics,
+        client_id,
+    )
+
+
+def build_app(settings: NewsSettings, model: Any = None, consume: bool = True) -> FastAPI:
+    """The ops API; with ``consume`` it also runs the monitor in a background thread."""
+    from verticals.serving.app import create_app
+
+    registry = CollectorRegistry()
+    metrics = MonitorMetrics(registry)
+    store = Store(settings.sqlalchemy_url("news_monitor"))
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if consume:
+            ensure_topics(settings)
+            monitor = build_monitor(settings, model, metrics, store)
+            app.state.monitor = state["monitor"] = monitor
+            monitor.start()
+        try:
+            yield
+        finally:
+            if "monitor" in state:
+                state["monitor"].stop()
+
+    def health() -> dict[str, Any]:
+        monitor = state.get("monitor")
+        info: dict[str, Any] = {"bootstrap": settings.bootstrap, **store.counts()}
+        if monitor is not None:
+            info["consumer"] = monitor.status
+            info["model"] = monitor.model.version
+            info["webhook_queue"] = monitor.sink.pending()
+        return info
+
+    app = create_app(
+        "news_monitor",
+        settings,
+        [router],
+        lifespan=lifespan,
+        registry=registry,
+        health=health,
+        description="Financial news monitor: sentiment + topic stream with alerts",
+    )
+    for noisy in ("kafka", "httpx"):  # client chatter (connections, rebalances) at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app.state.store = store
+    app.state.metrics = metrics
+    return app

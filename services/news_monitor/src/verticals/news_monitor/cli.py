@@ -184,8 +184,8 @@ def run(
     ] = None,
 ) -> None:
     """Run one consumer process (no API); start several to share the partitions."""
+    from verticals.news_monitor.api import build_monitor
     from verticals.news_monitor.consumer import ensure_topics
-    from verticals.news_monitor.service import build_monitor
     from verticals.serving.logging import configure_logging
 
     settings = _settings(bootstrap, **({"group_instance_id": instance_id} if instance_id else {}))
@@ -216,7 +216,7 @@ def serve(bootstrap: Bootstrap = None, port: Annotated[int | None, typer.Option(
 
 
 def _serve(settings: Any) -> None:
-    from verticals.news_monitor.service import build_app
+    from verticals.news_monitor.api import build_app
     from verticals.serving.server import serve as run_server
 
     base = f"http://{settings.host}:{settings.port}"

@@ -27,7 +27,7 @@ from verticals.news_monitor.metrics import MonitorMetrics
 from verticals.news_monitor.pipeline import Classifier, Rejected, classify, decode
 from verticals.news_monitor.settings import NewsSettings
 from verticals.news_monitor.sinks import WebhookSink
-from verticals.news_monitor.store import NewsStore
+from verticals.news_monitor.store import Store
 from verticals.serving.server import freeze_loaded_objects
 
 log = logging.getLogger("verticals.news_monitor.consumer")
@@ -123,9 +123,7 @@ def make_consumer(settings: NewsSettings, client_id: str | None = None) -> Any:
     )
 
 
-def load_engine(
-    rules: RulesConfig, store: NewsStore, max_event_ts: float | None = None
-) -> AlertEngine:
+def load_engine(rules: RulesConfig, store: Store, max_event_ts: float | None = None) -> AlertEngine:
     """The alert engine as it was after the last stored batch (state + replayed windows).
 
     Event times after ``max_event_ts`` (stored by an older version that let far-future items
@@ -180,7 +178,7 @@ class NewsMonitor:
         self,
         settings: NewsSettings,
         model: Classifier,
-        store: NewsStore,
+        store: Store,
         rules: RulesConfig,
         metrics: MonitorMetrics | None = None,
         client_id: str | None = None,

@@ -1,17 +1,27 @@
-"""Domain logic of one batch: decode and validate, classify in one pass, enrich (no Kafka here)."""
+"""Domain logic of one batch: decode and validate, classify in one pass, enrich (no Kafka here);
+and the model it classifies with (the registry's current one, the shipped default imported)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
 from verticals.news_monitor.alerts import Observation, keys_for
 from verticals.news_monitor.schemas import NewsItem
+from verticals.news_monitor.settings import NewsSettings
+
+if TYPE_CHECKING:
+    from verticals.core.inference import Form
+    from verticals.core.registry import ModelRegistry
+
+log = logging.getLogger("verticals.news_monitor")
 
 MAX_TEXT_CHARS = 2000
 
@@ -103,3 +113,51 @@ def classify(
             )
         )
     return records, observations
+
+
+def load_model(settings: NewsSettings, registry: ModelRegistry | None = None) -> Any:
+    """The task's current model in ``registry`` (default: the configured one); the shipped
+    default is imported into it first."""
+    from verticals.core.inference import Predictor
+    from verticals.core.registry import ModelRegistry
+
+    registry = registry or ModelRegistry.default()
+    if (settings.model_dir / "card.json").exists():
+        ensure_shipped(registry, settings.model_dir)
+    form = model_form(settings.model_form, registry.card(settings.model_task))
+    log.info("news model %s in form %s", registry.current_version(settings.model_task), form)
+    return Predictor.from_registry(
+        settings.model_task, registry=registry, batch_size=settings.max_batch, form=form
+    )
+
+
+def ensure_shipped(registry: ModelRegistry, model_dir: Path) -> int:
+    """Import the shipped default when the task has no model, and again when the checkout ships
+    a newer default than the current version, as long as that current version is itself an
+    imported default (a model the user trained and promoted is never replaced). The task is
+    the shipped card's."""
+    shipped = json.loads((model_dir / "card.json").read_text())
+    task = shipped["task"]
+    current = registry.current_version(task)
+    if current is None:
+        return registry.ensure(model_dir)
+    card = registry.card(task)
+    known = {c.get("created_at") for c in registry.cards(task)}
+    if not card.get("imported_from") or shipped.get("created_at") in known:
+        return current
+    version = registry.import_version(model_dir, first_becomes_current=False)
+    registry.promote(task, version, force=True)
+    log.info("news model: the shipped default replaced v%s by v%s", current, version)
+    return version
+
+
+INT8_MAX_LOSS_POINTS = 1.0
+
+
+def model_form(setting: str, card: dict[str, Any]) -> Form:
+    """The core's form for a setting; ``auto`` trusts the card's real-data measurement of the
+    int8 form (``bench/news_model.py --record``) and falls back to fp32 without one."""
+    if setting == "auto":
+        loss = card.get("real_eval", {}).get("int8_macro_f1_loss_points")
+        setting = "int8" if loss is not None and loss < INT8_MAX_LOSS_POINTS else "fp32"
+    return "onnx-int8" if setting == "int8" else "torch"

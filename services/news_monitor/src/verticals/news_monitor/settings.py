@@ -8,15 +8,15 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from verticals.serving.settings import ServiceSettings, load_settings
+from verticals.serving import settings as serving
 
 
 def shared_dir() -> Path:
     """shared/news_monitor of the checkout this package is installed from."""
-    return Path(__file__).resolve().parents[5] / "shared" / "news_monitor"
+    return serving.shared_dir("news_monitor")
 
 
-class NewsSettings(ServiceSettings):
+class NewsSettings(serving.ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VERTICALS_NEWS_", frozen=True, extra="ignore")
 
     port: int = 8030
@@ -57,6 +57,8 @@ class NewsSettings(ServiceSettings):
     """A dead letter (value, key and headers) larger than this is sent truncated, with headers
     ``truncated`` and ``original_size``: keep it under the producer's 1 MiB request limit."""
 
+    model_task: str = Field("news-sentiment-topic", min_length=1)
+    """Registry task of the sentiment + topic classifier the monitor runs."""
     model_dir: Path = Field(default_factory=lambda: shared_dir() / "model")
     """Shipped default model, imported into the registry on start when the task has none."""
     model_form: Literal["auto", "int8", "fp32"] = "auto"
@@ -89,4 +91,4 @@ class NewsSettings(ServiceSettings):
 
 
 def get_settings(**overrides: object) -> NewsSettings:
-    return load_settings(NewsSettings, **overrides)
+    return serving.load_settings(NewsSettings, **overrides)

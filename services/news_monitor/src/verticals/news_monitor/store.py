@@ -62,7 +62,7 @@ class AlertRow(NewsBase):
 WATERMARK = ("_engine", "_watermark")
 
 
-class NewsStore:
+class Store:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
         self.db.create_all(NewsBase)

@@ -178,13 +178,13 @@ def demo_news(root: Path) -> DemoNews:
     ``build_app(demo.settings, consume=False)``."""
     from verticals.core.registry import ModelRegistry
     from verticals.news_monitor.feed import read_lines
-    from verticals.news_monitor.service import load_model
+    from verticals.news_monitor.pipeline import load_model
     from verticals.news_monitor.settings import shared_dir
-    from verticals.news_monitor.store import NewsStore
+    from verticals.news_monitor.store import Store
 
     settings = NewsSettings(data_dir=root)
     model = load_model(settings, ModelRegistry(root / "registry"))
-    store = NewsStore(settings.sqlalchemy_url("news_monitor"))
+    store = Store(settings.sqlalchemy_url("news_monitor"))
     rules = RulesConfig.from_yaml(settings.rules_path)
 
     def add(lines: list[bytes]) -> list[Any]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from verticals.core.cli import user_errors
+from verticals.core.cli import fail, user_errors
 
 app = typer.Typer(
     help="Recommendations: catalog, events, serving, evaluation and fine-tuning.",
@@ -19,16 +19,10 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(2)
-
-
 def _settings(**overrides: Any) -> Any:
-    from verticals.recommender.settings import RecommenderSettings
-    from verticals.serving.settings import load_settings
+    from verticals.recommender.settings import get_settings
 
-    return load_settings(RecommenderSettings, **overrides)
+    return get_settings(**overrides)
 
 
 def _engine(settings: Any) -> Any:
@@ -64,14 +58,10 @@ def up(
 
 
 def _import(engine: Any, path: Path) -> tuple[int, int]:
-    from verticals.core.data import DataError
     from verticals.recommender.ingest import read_items
-
-    try:
-        items = read_items(path)
-    except DataError as exc:
-        raise _fail(str(exc)) from None
     from verticals.recommender.pipeline import RecommenderError
+
+    items = read_items(path)  # a DataError is one line (user_errors)
 
     created = 0
     step = engine.settings.max_batch
@@ -79,7 +69,7 @@ def _import(engine: Any, path: Path) -> tuple[int, int]:
         for start in range(0, len(items), step):
             created += engine.upsert_items(items[start : start + step])[0]
     except RecommenderError as exc:
-        raise _fail(f"{path}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
     return created, len(items)
 
 
@@ -102,19 +92,16 @@ def delete(
     file: Annotated[Path | None, typer.Option(help="File with an 'id' column.")] = None,
 ) -> None:
     """Delete items by id (arguments or a file's 'id' column)."""
-    from verticals.core.data import DataError, read_table
+    from verticals.core.data import read_table
 
     wanted = list(ids or [])
     if file:
-        try:
-            frame = read_table(file)
-        except DataError as exc:
-            raise _fail(str(exc)) from None
+        frame = read_table(file)
         if "id" not in frame.columns:
-            raise _fail(f"{file}: no 'id' column")
+            raise fail(f"{file}: no 'id' column")
         wanted += [str(v) for v in frame["id"].tolist()]
     if not wanted:
-        raise _fail("give item ids or --file")
+        raise fail("give item ids or --file")
     deleted, missing = _engine(_settings()).delete_items(wanted)
     typer.echo(json.dumps({"deleted": deleted, "missing": missing}))
 
@@ -125,24 +112,20 @@ def events(
     file: Annotated[Path, typer.Argument(help="user_id, item_id, type, timestamp.")],
 ) -> None:
     """Ingest an event log file (all rows checked first; nothing is stored on an error)."""
-    from verticals.core.data import DataError
     from verticals.recommender.ingest import read_events
     from verticals.recommender.pipeline import RecommenderError
 
-    try:
-        rows = read_events(file)
-    except DataError as exc:
-        raise _fail(str(exc)) from None
+    rows = read_events(file)
     engine = _engine(_settings())
     unknown = sorted({e.item_id for e in rows if e.item_id not in engine.meta.key_of})
     if unknown:
-        raise _fail(f"{file}: unknown item id(s): {', '.join(unknown[:10])}")
+        raise fail(f"{file}: unknown item id(s): {', '.join(unknown[:10])}")
     step = engine.settings.max_batch
     try:
         for start in range(0, len(rows), step):
             engine.ingest_events(rows[start : start + step])
     except RecommenderError as exc:
-        raise _fail(f"{file}: {exc}") from None
+        raise fail(f"{file}: {exc}") from None
     typer.echo(json.dumps({"accepted": len(rows)}))
 
 

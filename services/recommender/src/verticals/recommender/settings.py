@@ -7,9 +7,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from verticals.serving.settings import ServiceSettings
+from verticals.serving.settings import ServiceSettings, load_settings, shared_dir
 
-SHARED_DIR = Path(__file__).resolve().parents[5] / "shared" / "recommender"
+SHARED_DIR = shared_dir("recommender")
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 
 
@@ -76,3 +76,8 @@ class RecommenderSettings(ServiceSettings):
     """Blend with the tower: ``text`` weighs the tower's score (tuned on MovieLens validation)."""
     sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"
     """Loaded by ``verticals recommend up`` when the catalog is empty."""
+
+
+def get_settings(**overrides: object) -> RecommenderSettings:
+    """The service's settings from the environment (a bad value: one line naming it)."""
+    return load_settings(RecommenderSettings, **overrides)

@@ -40,10 +40,9 @@ errors = one_line_errors(also=_input_errors)
 
 
 def _settings(**overrides: Any) -> SupportSettings:
-    from verticals.serving.settings import load_settings
-    from verticals.support_bot.settings import SupportSettings
+    from verticals.support_bot.settings import get_settings
 
-    return load_settings(SupportSettings, **overrides)
+    return get_settings(**overrides)
 
 
 def _bot(settings: SupportSettings) -> SupportBot:

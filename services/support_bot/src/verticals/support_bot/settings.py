@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from verticals.serving.settings import ServiceSettings
+from verticals.serving.settings import ServiceSettings, load_settings, shared_dir
 
 SERVICE = "support_bot"
 
@@ -76,8 +76,13 @@ class SupportSettings(ServiceSettings):
     webhook_url: str = ""
     """POSTed a JSON body for every new handoff when set."""
     cors_origins: tuple[str, ...] = ("*",)
-    sample_dir: Path = Path(__file__).resolve().parents[5] / "shared" / "support_bot"
+    sample_dir: Path = shared_dir("support_bot")
     """The shipped sample knowledge base (``verticals support up``)."""
 
     def index_dir(self) -> Path:
         return self.data_dir / "support_index"
+
+
+def get_settings(**overrides: object) -> SupportSettings:
+    """The service's settings from the environment (a bad value: one line naming it)."""
+    return load_settings(SupportSettings, **overrides)
