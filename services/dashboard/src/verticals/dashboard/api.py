@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from verticals.core.registry import ModelRegistry
-from verticals.dashboard import panels, registry_view
+from verticals.dashboard import model_files, panels, registry_view
 from verticals.dashboard.auth import (
     COOKIE,
     AdminOnly,
@@ -27,7 +27,7 @@ from verticals.dashboard.auth import (
     admin_viewer,
     is_dashboard_key,
 )
-from verticals.dashboard.schemas import LoginIn, PromoteIn, ReplyIn
+from verticals.dashboard.schemas import FaqEditIn, LoginIn, PromoteIn, ReplyIn, SearchIn
 from verticals.dashboard.settings import DashboardSettings
 from verticals.dashboard.upstream import Upstream, UpstreamError
 from verticals.serving.app import create_app
@@ -179,8 +179,43 @@ async def status(upstreams: Upstreams, _: AdminOnly) -> dict[str, Any]:
 
 @router.get("/api/models", tags=["models"], responses=FORBIDDEN)
 def models(registry: Registry, _: AdminOnly) -> dict[str, Any]:
-    """Every registry task with its versions, card metrics and the current version."""
-    return registry_view.list_models(registry)
+    """Every registry task with its versions, card metrics, report files and the current
+    version."""
+    body = registry_view.list_models(registry)
+    for task in body["tasks"]:
+        for v in task["versions"]:
+            v["reports"] = model_files.reports(registry, task["task"], v["version"])
+    return body
+
+
+MODEL_FILE = {**FORBIDDEN, 404: {"description": "no such task, version or report"}}
+Version = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
+
+
+@router.get("/api/models/{task}/{version}/card", tags=["models"], responses=MODEL_FILE)
+def model_card(task: str, version: Version, registry: Registry, _: AdminOnly) -> dict[str, Any]:
+    """A version's model card (JSON)."""
+    try:
+        return model_files.card(registry, task, version)
+    except registry_view.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get(
+    "/api/models/{task}/{version}/reports/{name}",
+    tags=["models"],
+    responses={**MODEL_FILE, 200: {"content": {"image/png": {}, "application/json": {}}}},
+)
+def model_report(
+    task: str, version: Version, name: str, registry: Registry, _: AdminOnly
+) -> FileResponse:
+    """A report file of a version: a confusion matrix or the training curve (PNG), metrics."""
+    try:
+        path = model_files.report_path(registry, task, version, name)
+    except registry_view.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    media = "image/png" if name.endswith(".png") else "application/json"
+    return FileResponse(path, media_type=media)
 
 
 @router.post("/api/models/{task}/promote", tags=["models"], responses=MODEL_ACTION)
@@ -211,9 +246,15 @@ async def news(
     upstreams: Upstreams,
     bucket_minutes: Annotated[int, Query(ge=1, le=1440)] = 15,
     alerts: Annotated[int, Query(ge=1, le=500)] = 20,
+    hours: Annotated[int | None, Query(ge=1, le=24, description="1, 6 or 24")] = None,
 ) -> dict[str, Any]:
-    """The news monitor's negative-share trend (latest buckets) and recent alerts."""
-    return await panels.news(upstreams["news"], bucket_minutes, settings.trend_buckets, alerts)
+    """The news monitor's negative-share trend (the latest buckets, or the latest 1, 6 or 24
+    hours of news with 5, 15 or 60 minute buckets), topics by volume, recent alerts."""
+    if hours is not None and hours not in panels.RANGES:
+        raise HTTPException(422, "hours must be 1, 6 or 24")
+    return await panels.news(
+        upstreams["news"], bucket_minutes, settings.trend_buckets, alerts, hours
+    )
 
 
 @router.get("/api/support", tags=["support"])
@@ -248,6 +289,100 @@ async def reply(
     except UpstreamError as exc:
         code = 503 if exc.unavailable else (exc.status or 400)
         raise HTTPException(code, exc.message) from None
+
+
+# ---- a tenant's knowledge base -----------------------------------------------------------------
+KB = {**REPLY, 404: {"description": "the support bot has no such tenant or entry"}}
+Tenant = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+async def tenant_support(
+    request: Request, upstreams: dict[str, Upstream], who: Viewer, tenant: str
+) -> Upstream:
+    """The support bot with the viewer's key, for a tenant the login covers."""
+    if who.role == "tenant":
+        if tenant != who.tenant:
+            raise HTTPException(403, f"you are logged in for tenant {who.tenant!r} only")
+        await _tenant_still_valid(request, upstreams, who)
+    return support_as(upstreams, who.support_key)
+
+
+async def relay(call: Any) -> dict[str, Any]:
+    """A support-bot call's answer; its refusal (4xx) keeps its status and reason, a support
+    bot that is down is a 503."""
+    try:
+        result: dict[str, Any] = await call
+    except UpstreamError as exc:
+        raise HTTPException(503 if exc.unavailable else (exc.status or 400), exc.message) from None
+    return result
+
+
+@router.get("/api/support/{tenant}/entries", tags=["support"], responses=KB)
+async def kb_entries(
+    tenant: Tenant,
+    request: Request,
+    upstreams: Upstreams,
+    who: LoggedIn,
+    q: Annotated[str, Query(max_length=200)] = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Search the tenant's entries (every word of ``q`` in the id, question, heading, answer or
+    category)."""
+    upstream = await tenant_support(request, upstreams, who, tenant)
+    return await relay(panels.kb_entries(upstream, tenant, q, limit))
+
+
+@router.post("/api/support/{tenant}/faq", tags=["support"], responses=KB)
+async def kb_save(
+    tenant: Tenant, body: FaqEditIn, request: Request, upstreams: Upstreams, who: LoggedIn
+) -> dict[str, Any]:
+    """Create or replace one FAQ entry."""
+    upstream = await tenant_support(request, upstreams, who, tenant)
+    return await relay(panels.kb_save(upstream, tenant, body.model_dump()))
+
+
+@router.delete("/api/support/{tenant}/entries/{entry_id}", tags=["support"], responses=KB)
+async def kb_delete(
+    tenant: Tenant,
+    entry_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    request: Request,
+    upstreams: Upstreams,
+    who: LoggedIn,
+) -> dict[str, Any]:
+    """Delete an entry, or a document with all its passages."""
+    upstream = await tenant_support(request, upstreams, who, tenant)
+    return await relay(panels.kb_delete(upstream, tenant, entry_id))
+
+
+@router.post("/api/support/{tenant}/upload", tags=["support"], responses=KB)
+async def kb_upload(
+    tenant: Tenant,
+    request: Request,
+    upstreams: Upstreams,
+    who: LoggedIn,
+    kind: Annotated[Literal["csv", "jsonl", "markdown", "html", "text"], Query()],
+    name: Annotated[str, Query(min_length=1, max_length=200)] = "upload",
+) -> dict[str, Any]:
+    """The request body is the file: an FAQ (``csv``: id, question, answer[, category, tags,
+    url, paraphrases]; ``jsonl``) or a document (``markdown``, ``html``, ``text``)."""
+    upstream = await tenant_support(request, upstreams, who, tenant)
+    content = await request.body()
+    if not content.strip():
+        raise HTTPException(400, "the file is empty")
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, f"the file is not UTF-8 text (byte {exc.start})") from None
+    return await relay(panels.kb_upload(upstream, tenant, kind, name, content))
+
+
+@router.post("/api/support/{tenant}/search", tags=["support"], responses=KB)
+async def kb_search(
+    tenant: Tenant, body: SearchIn, request: Request, upstreams: Upstreams, who: LoggedIn
+) -> dict[str, Any]:
+    """Test a question: the candidates the bot finds, their scores and its decision."""
+    upstream = await tenant_support(request, upstreams, who, tenant)
+    return await relay(panels.kb_search(upstream, tenant, body.question, body.k))
 
 
 @router.get("/api/recommender", tags=["recommender"], responses=FORBIDDEN)

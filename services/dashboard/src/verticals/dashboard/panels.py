@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,10 +53,38 @@ def _overall(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+RANGES = {1: 5, 6: 15, 24: 60}
+"""The chart's time ranges (hours) and the bucket width each is drawn with (minutes)."""
+
+
+def _within_hours(points: list[dict[str, Any]], hours: int) -> list[dict[str, Any]]:
+    """The points of the last ``hours`` before the newest bucket (event time: a replayed or
+    delayed feed shows its own latest hours, not an empty 'now')."""
+    if not points:
+        return []
+    newest = max(datetime.fromisoformat(p["bucket_start"]) for p in points)
+    since = newest - timedelta(hours=hours)
+    return [p for p in points if datetime.fromisoformat(p["bucket_start"]) > since]
+
+
+def _topics_by_volume(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    volume: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for p in points:
+        volume[p["topic"]][0] += p["total"]
+        volume[p["topic"]][1] += p["negative"]
+    return [
+        {"topic": topic, "total": total, "negative": negative}
+        for topic, (total, negative) in sorted(volume.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
+
+
 async def news(
-    upstream: Upstream, bucket_minutes: int, buckets: int, alerts: int
+    upstream: Upstream, bucket_minutes: int, buckets: int, alerts: int, hours: int | None = None
 ) -> dict[str, Any]:
-    """Negative share per topic over the latest buckets, all topics together, recent alerts."""
+    """Negative share per topic over the latest buckets (or the latest ``hours``, with that
+    range's bucket width), all topics together, the topics by volume, recent alerts."""
+    if hours is not None:
+        bucket_minutes = RANGES[hours]
     try:
         health, trends, recent = await asyncio.gather(
             upstream.get_json("/health"),
@@ -63,7 +93,8 @@ async def news(
         )
     except UpstreamError as exc:
         return failure(upstream, exc)
-    points = _latest_buckets(trends.get("points", []), buckets)
+    everything = trends.get("points", [])
+    points = _within_hours(everything, hours) if hours else _latest_buckets(everything, buckets)
     return {
         "service": upstream.key,
         "url": upstream.base_url,
@@ -73,6 +104,8 @@ async def news(
         "observations": health.get("observations"),
         "alert_count": health.get("alerts"),
         "bucket_minutes": trends.get("bucket_minutes", bucket_minutes),
+        "hours": hours,
+        "topics": _topics_by_volume(points),
         "points": points,
         "overall": _overall(points),
         "alerts": recent.get("alerts", []),
@@ -84,7 +117,7 @@ async def _tenant(upstream: Upstream, tenant: str, entries: int) -> dict[str, An
     try:
         info, handoffs, kb = await asyncio.gather(
             upstream.get_json(f"/v1/tenants/{tenant}"),
-            upstream.get_json("/v1/handoffs", tenant=tenant),
+            upstream.get_json("/v1/handoffs", tenant=tenant, transcript="true"),
             upstream.get_json(f"/v1/tenants/{tenant}/entries", limit=entries),
         )
     except UpstreamError as exc:
@@ -107,7 +140,8 @@ async def _tenant(upstream: Upstream, tenant: str, entries: int) -> dict[str, An
 
 
 async def support(upstream: Upstream, tenants: list[str], entries: int) -> dict[str, Any]:
-    """Per tenant: the handoff queue (open first), the knowledge base's size and first entries.
+    """Per tenant: the handoff queue (open first, each with its conversation), the knowledge
+    base's size and first entries.
     No ``tenants``: every tenant the support bot has."""
     try:
         if not tenants:
@@ -197,3 +231,72 @@ async def recommender(upstream: Upstream, k: int) -> dict[str, Any]:
         },
         "http": http_summary(metrics),
     }
+
+
+# ---- the knowledge base: search, edit, delete, upload, test a question ----------------------
+ENTRY_FIELDS = ("id", "kind", "title", "heading", "body", "category", "url", "source")
+KB_SCAN = 1000
+"""Entries read for a search (the support bot's page size): the search looks at this many."""
+
+
+def _matches(entry: dict[str, Any], words: list[str]) -> bool:
+    text = " ".join(str(entry.get(k) or "") for k in ("id", "title", "heading", "body", "category"))
+    text = text.lower()
+    return all(w in text for w in words)
+
+
+async def kb_entries(upstream: Upstream, tenant: str, query: str, limit: int) -> dict[str, Any]:
+    """The tenant's entries whose id, question, heading, answer or category hold every word of
+    ``query`` (all entries when it is empty), the first ``limit`` of them."""
+    rows = await upstream.get_json(f"/v1/tenants/{tenant}/entries", limit=KB_SCAN)
+    words = query.lower().split()
+    found = [e for e in rows if _matches(e, words)]
+    return {
+        "tenant": tenant,
+        "query": query,
+        "scanned": len(rows),
+        "matches": len(found),
+        "entries": [{k: e.get(k) for k in ENTRY_FIELDS} for e in found[:limit]],
+    }
+
+
+async def kb_save(upstream: Upstream, tenant: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Create or replace one FAQ entry (the support bot re-indexes it)."""
+    body = {"entries": [entry]}
+    result: dict[str, Any] = await upstream.post_json(f"/v1/tenants/{tenant}/faq", body)
+    return result
+
+
+async def kb_delete(upstream: Upstream, tenant: str, entry_id: str) -> dict[str, Any]:
+    path = f"/v1/tenants/{tenant}/entries/{quote(entry_id, safe='')}"
+    result: dict[str, Any] = await upstream.delete(path)
+    return result
+
+
+async def kb_upload(
+    upstream: Upstream, tenant: str, kind: str, name: str, content: bytes
+) -> dict[str, Any]:
+    """An FAQ file (``csv``, ``jsonl``) or a document (``markdown``, ``html``, ``text``: its
+    passages are indexed under the file's name)."""
+    if kind in ("csv", "jsonl"):
+        result: dict[str, Any] = await upstream.post_content(
+            f"/v1/tenants/{tenant}/faq/import", content, "text/plain", format=kind
+        )
+        return result
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    doc_id = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:100] or "document"
+    body = {
+        "id": doc_id,
+        "content": content.decode("utf-8"),
+        "format": kind,
+        "title": stem,
+    }
+    result = await upstream.post_json(f"/v1/tenants/{tenant}/documents", body)
+    return {**result, "id": doc_id}
+
+
+async def kb_search(upstream: Upstream, tenant: str, question: str, k: int) -> dict[str, Any]:
+    """What the bot would answer: candidates, scores and the decision."""
+    body = {"question": question, "k": k}
+    result: dict[str, Any] = await upstream.post_json(f"/v1/tenants/{tenant}/search", body)
+    return result

@@ -34,3 +34,24 @@ class ReplyIn(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=20_000)
     close: bool = Field(True, strict=True)
+
+
+class FaqEditIn(BaseModel):
+    """One FAQ entry, created or replaced from the knowledge-base panel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[^/\s]+$")
+    question: str = Field(min_length=1, max_length=2_000)
+    answer: str = Field(min_length=1, max_length=20_000)
+    category: str = Field("", max_length=100)
+    url: str = Field("", max_length=2_000)
+
+
+class SearchIn(BaseModel):
+    """The "test a question" panel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2_000)
+    k: int = Field(5, ge=1, le=20)

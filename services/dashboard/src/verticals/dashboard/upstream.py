@@ -55,7 +55,7 @@ class Upstream:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.base_url}{path}"
         try:
-            headers = {**self.headers, **_forwarded_request_id()}
+            headers = {**self.headers, **_forwarded_request_id(), **kwargs.pop("headers", {})}
             response = await self.client.request(method, url, headers=headers, **kwargs)
         except httpx.TimeoutException:
             raise UpstreamError(
@@ -95,6 +95,18 @@ class Upstream:
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return (await self.request("POST", path, json=body)).json()
+
+    async def post_content(
+        self, path: str, content: bytes, content_type: str, **params: Any
+    ) -> Any:
+        """A raw body (an uploaded file) as it came."""
+        headers = {"Content-Type": content_type}
+        kwargs: dict[str, Any] = {"content": content, "headers": headers, "params": params or None}
+        response = await self.request("POST", path, **kwargs)
+        return response.json()
+
+    async def delete(self, path: str) -> Any:
+        return (await self.request("DELETE", path)).json()
 
 
 def failure(upstream: Upstream, exc: UpstreamError) -> dict[str, Any]:
