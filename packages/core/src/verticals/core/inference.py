@@ -185,13 +185,25 @@ class _Loaded:
         version: int | None = None,
         form: Form = "torch",
         registry: Any = None,
+        fallback_to_base: bool = False,
         **kwargs: Any,
     ) -> Self:
-        """The task's current model (or ``version``)."""
-        from verticals.core.registry import ModelRegistry
+        """The task's current model (or ``version``); with ``fallback_to_base``, the base model
+        when the task has none (encoders only)."""
+        from verticals.core.registry import ModelRegistry, RegistryError
 
         registry = registry or ModelRegistry.default()
-        return cls.from_directory(registry.path(task, version), form, **kwargs)
+        try:
+            path = registry.path(task, version)
+        except RegistryError:
+            if not fallback_to_base:
+                raise
+            return cls._base_model(form, **kwargs)
+        return cls.from_directory(path, form, **kwargs)
+
+    @classmethod
+    def _base_model(cls, form: Form, **kwargs: Any) -> Self:
+        raise ValueError(f"a {cls.kind} model has no base model to fall back to")
 
     @property
     def version(self) -> str:
@@ -312,24 +324,8 @@ class Encoder(_Loaded):
         return cls(backend, tokenizer, max_length, batch_size, {**card, "form": form})
 
     @classmethod
-    def from_registry(
-        cls,
-        task: str,
-        version: int | None = None,
-        form: Form = "torch",
-        registry: Any = None,
-        fallback_to_base: bool = False,
-        **kwargs: Any,
-    ) -> Encoder:
-        """The task's current model; with ``fallback_to_base``, the base model if none exists."""
-        from verticals.core.registry import RegistryError
-
-        try:
-            return super().from_registry(task, version, form, registry, **kwargs)
-        except RegistryError:
-            if not fallback_to_base:
-                raise
-            return cls.from_base(form=form, **kwargs)
+    def _base_model(cls, form: Form, **kwargs: Any) -> Encoder:
+        return cls.from_base(form=form, **kwargs)
 
     @property
     def version(self) -> str:
