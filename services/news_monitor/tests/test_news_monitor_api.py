@@ -43,9 +43,6 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.shutdown()
 
 
-@pytest.mark.flaky(
-    reruns=1
-)  # event-time alerts over a live broker: 1 run in ~3 missed one (under study)
 def test_demo_alert_is_visible_in_the_api(
     broker: NoidaBroker,
     model: Any,

@@ -15,7 +15,9 @@ from verticals.news_monitor.settings import NewsSettings
 
 
 def make_settings(bootstrap: str, tag: str, data_dir: Path, **overrides: Any) -> NewsSettings:
-    prefix = "t" + hashlib.sha1(tag.encode()).hexdigest()[:8]
+    """Settings with topics and a group of the test's own: named from ``tag`` and ``data_dir``,
+    so a rerun of a test (a new ``tmp_path``) never reads what its first try left behind."""
+    prefix = "t" + hashlib.sha1(f"{tag}|{data_dir}".encode()).hexdigest()[:8]
     values: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "input_topic": f"{prefix}.raw",
@@ -77,6 +79,18 @@ def wait_for(
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout:.0f}s; {info() if info else ''}")
+
+
+def key_trace(engine: Any, key: str) -> dict[str, Any]:
+    """What the alert engine holds for one key: its buckets (total, negative) and rule states,
+    for the message of a failed wait."""
+    cells = engine.buckets.get(key, {})
+    return {
+        "late": engine.late,
+        "sources": engine.source_max,
+        "buckets": {b: (c.total, c.negative) for b, c in sorted(cells.items())},
+        "states": {r: vars(s) for (r, k), s in engine.states.items() if k == key},
+    }
 
 
 def topic_values(settings: NewsSettings, topic: str, timeout: float = 1.0) -> list[Any]:
