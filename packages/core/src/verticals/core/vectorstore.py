@@ -249,6 +249,7 @@ class PgVectorStore:
         scores = np.zeros((n, max(k, 0)), np.float32)
         if k <= 0 or not n:
             return ids, scores
+        ef_search = max(int(k), self.ef_search)
         where = "scope = :scope"
         params: dict[str, Any] = {"scope": self.scope, "k": int(k)}
         if filter:
@@ -258,9 +259,13 @@ class PgVectorStore:
             f"SELECT key, (embedding <#> CAST(:q AS vector)) * -1 AS score FROM {self.table} "
             f"WHERE {where} ORDER BY embedding <#> CAST(:q AS vector) LIMIT :k"
         )
-        with self.engine.begin() as conn:
-            conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(k), self.ef_search)}"))
+        # reads in autocommit (no BEGIN/COMMIT round trips); the scan settings are set on the
+        # pooled connection once, and again only when ef_search changes
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if conn.info.get("verticals.hnsw") != ef_search:
+                conn.execute(text("SET hnsw.iterative_scan = relaxed_order"))
+                conn.execute(text(f"SET hnsw.ef_search = {ef_search}"))
+                conn.info["verticals.hnsw"] = ef_search
             for i, query in enumerate(queries):
                 found = conn.execute(sql, {**params, "q": vector_literal(query)}).all()
                 rows = sorted(found, key=lambda r: -r[1])  # relaxed order: nearly sorted

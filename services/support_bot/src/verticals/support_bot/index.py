@@ -65,6 +65,8 @@ class TenantIndex:
         self.entries: dict[int, EntryIn] = {}
         self._bm25: bm25s.BM25 | None = None
         self._bm25_pks: list[int] = []
+        self._tokens: dict[int, list[str]] = {}
+        """Each entry's BM25 tokens, kept between rebuilds (tokenizing is most of a rebuild)."""
         self._dirty = True
         self.lock = threading.RLock()
 
@@ -87,6 +89,7 @@ class TenantIndex:
                 self.vectors.upsert(keys, vectors, meta)
             for pk, entry in items:
                 self.entries[pk] = entry
+                self._tokens.pop(pk, None)
             self._dirty = True
 
     def remove(self, pks: Sequence[int]) -> None:
@@ -104,16 +107,20 @@ class TenantIndex:
         if not self._dirty:
             return
         pks = sorted(self.entries)
+        for pk in [pk for pk in self._tokens if pk not in self.entries]:
+            del self._tokens[pk]
+        todo = [pk for pk in pks if pk not in self._tokens]
+        if todo:
+            texts = [
+                self.entries[pk].index_text()
+                + " "
+                + " ".join([*self.entries[pk].tags, self.entries[pk].category])
+                for pk in todo
+            ]
+            self._tokens.update(zip(todo, tokenize(texts), strict=True))
         if pks:
             model = bm25s.BM25()
-            tokens = tokenize(
-                [
-                    self.entries[pk].index_text()
-                    + " "
-                    + " ".join([*self.entries[pk].tags, self.entries[pk].category])
-                    for pk in pks
-                ]
-            )
+            tokens = [self._tokens[pk] for pk in pks]
             if any(tokens):  # bm25s cannot index a corpus without a single token
                 model.index(tokens, show_progress=False)
                 self._bm25 = model

@@ -150,12 +150,19 @@ class Knowledge:
         if self.pg is None:
             return index
         version, _ = self.store.knowledge_version(tenant)
-        if version != index.version:
+        if version == index.version:
+            return index
+        changed = self.store.knowledge_changes(tenant, index.version, version)
+        if changed is None:  # too far behind: every entry
             entries = {e.pk: e.to_entry() for e in self.store.entries(tenant)}
-            with index.lock:
-                index.remove([pk for pk in index.entries if pk not in entries])
-                index.upsert(list(entries.items()))
-                index.version = version
+            gone = [pk for pk in index.entries if pk not in entries]
+        else:
+            entries = {e.pk: e.to_entry() for e in self.store.entries_by_pk(tenant, changed)}
+            gone = [pk for pk in changed if pk not in entries]
+        with index.lock:
+            index.remove(gone)
+            index.upsert(list(entries.items()))
+            index.version = max(index.version, version)
         return index
 
     def _new_index(self, tenant: str) -> TenantIndex:

@@ -98,6 +98,21 @@ class KnowledgeVersion(SupportBase):
     encoder: Mapped[str] = mapped_column(Text, default="")
 
 
+class KnowledgeChange(SupportBase):
+    """The entry keys each knowledge version changed (upserted or deleted): a replica at
+    version v re-reads only the entries of the versions after it."""
+
+    __tablename__ = "support_knowledge_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    entry_pk: Mapped[int] = mapped_column(Integer)
+
+
+CHANGES_KEPT = 10_000
+"""Knowledge versions whose changes are kept per tenant; a replica further behind re-reads all."""
+
+
 class Message(SupportBase):
     __tablename__ = "support_messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -169,9 +184,12 @@ class Store:
                     )
 
     @staticmethod
-    def _bump(conn: Connection, tenant: str, encoder: str | None = None) -> None:
-        """Next knowledge version of ``tenant`` (and the vectors' encoder), in ``conn``'s
-        transaction."""
+    def _bump(
+        conn: Connection, tenant: str, encoder: str | None = None, pks: list[int] | None = None
+    ) -> None:
+        """Next knowledge version of ``tenant`` (and the vectors' encoder), with the entry keys
+        it changed, in ``conn``'s transaction. The version row's lock orders the tenant's
+        writers, so versions commit in order."""
         stmt = (
             postgresql_insert(KnowledgeVersion)
             if conn.dialect.name == "postgresql"
@@ -184,6 +202,42 @@ class Store:
         conn.execute(
             stmt.values(**values).on_conflict_do_update(index_elements=["tenant_id"], set_=update)
         )
+        if pks:
+            version = Store.version_in(conn, tenant)
+            rows = [{"tenant_id": tenant, "version": version, "entry_pk": pk} for pk in pks]
+            conn.execute(insert(KnowledgeChange), rows)
+            if version % 100 == 0:
+                conn.execute(
+                    delete(KnowledgeChange).where(
+                        KnowledgeChange.tenant_id == tenant,
+                        KnowledgeChange.version <= version - CHANGES_KEPT,
+                    )
+                )
+
+    def knowledge_changes(self, tenant: str, after: int, upto: int) -> list[int] | None:
+        """Entry keys changed by versions ``after`` < v <= ``upto``; None when some of those
+        versions left no record (pruned, or written before the log existed): re-read all."""
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(KnowledgeChange.version, KnowledgeChange.entry_pk).where(
+                    KnowledgeChange.tenant_id == tenant,
+                    KnowledgeChange.version > after,
+                    KnowledgeChange.version <= upto,
+                )
+            ).all()
+        if {int(v) for v, _ in rows} != set(range(after + 1, upto + 1)):
+            return None
+        return sorted({int(pk) for _, pk in rows})
+
+    def entries_by_pk(self, tenant: str, pks: list[int]) -> list[Entry]:
+        out: list[Entry] = []
+        with self.db.session() as s:
+            for start in range(0, len(pks), 500):
+                chunk = pks[start : start + 500]
+                out += s.scalars(
+                    select(Entry).where(Entry.tenant_id == tenant, Entry.pk.in_(chunk))
+                )
+        return out
 
     def read_only(self) -> bool:
         """A PostgreSQL read replica (hot standby)."""
@@ -289,7 +343,7 @@ class Store:
             result = s.execute(stmt.returning(Entry.entry_id, Entry.pk), rows)
             pks = {entry_id: pk for entry_id, pk in result}
             items = [(pks[e.id], e) for e in entries]
-            self._bump(s.connection(), tenant, encoder)
+            self._bump(s.connection(), tenant, encoder, [pk for pk, _ in items])
             if then is not None:
                 then(s.connection(), items)
         return items
@@ -307,7 +361,7 @@ class Store:
             pks = [r.pk for r in rows]
             if pks:
                 s.execute(delete(Entry).where(Entry.pk.in_(pks)))
-                self._bump(s.connection(), tenant)
+                self._bump(s.connection(), tenant, None, pks)
                 if then is not None:
                     then(s.connection(), pks)
         return pks
