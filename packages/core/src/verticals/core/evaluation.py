@@ -79,11 +79,7 @@ def summarize_heads(reports: dict[str, dict]) -> dict[str, float]:
 
 def plot_confusion_matrix(report: dict, title: str, path: Path) -> Path:
     """Row-normalised confusion matrix with counts, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     matrix = np.asarray(report["confusion_matrix"], dtype=float)
     labels = report["labels"]
     norm = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
@@ -107,10 +103,24 @@ def plot_confusion_matrix(report: dict, title: str, path: Path) -> Path:
                 fontsize=8,
             )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of true class")
+    return _save(fig, path)
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -129,11 +139,7 @@ def retrieval_metrics(
 
 def plot_training_curve(history: list[dict], title: str, path: Path) -> Path:
     """Training loss and validation score against optimiser steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, [h["train_loss"] for h in history], "o-", color="tab:red", label="train loss")
@@ -145,11 +151,7 @@ def plot_training_curve(history: list[dict], title: str, path: Path) -> Path:
     )
     other.set_ylabel("validation score", color="tab:blue")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def evaluate_directory(
