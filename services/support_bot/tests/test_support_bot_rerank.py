@@ -66,7 +66,9 @@ def test_bot_reranks_and_calibrates_on_relevance(
     assert all(c.relevance is None for c in found[4:])
     assert bot.retrieve("demo", "invoice", mode="dense", rerank=False)[0].relevance is None
     policy = bot.policy("demo")
-    assert policy.threshold == settings.rerank_threshold and not policy.calibrated
+    # uncalibrated: the threshold comes from the knowledge base, on the relevance scale
+    assert policy.threshold == bot.thresholds.get("demo") and not policy.calibrated
+    assert 0.0 <= policy.threshold <= 1.0
     # calibration is on the reranker's relevance and holds only for this reranker
     questions = read_questions(settings.sample_dir / "questions.jsonl")
     mixed = [q for q in questions if q["expected"]][:12] + [
@@ -79,3 +81,27 @@ def test_bot_reranks_and_calibrates_on_relevance(
     assert not plain.policy("demo").calibrated  # calibrated for the reranker, not for cosines
     reply = bot.chat("demo", "s1", "can I pay later with an invoice?")
     assert reply.confidence == pytest.approx(reply.candidates[0].relevance)
+
+
+def test_only_close_races_are_fully_reranked(
+    tmp_path: Any, encoder: Any, settings_factory: Any, untrained_reranker: Any
+) -> None:
+    """With ``rerank_gap``, a query whose fused first entry leads clearly is scored on that
+    entry alone (its relevance still decides); a close one gets all ``rerank_top`` scored."""
+    from verticals.support_bot.pipeline import SupportBot, load_sample
+    from verticals.support_bot.policy import Policy, decide
+
+    settings = settings_factory(tmp_path, rerank_top=4, rerank_gap=0.0)
+    bot = SupportBot(settings, encoder=encoder, persist=False, reranker=untrained_reranker)
+    bot.create_tenant("demo")
+    load_sample(bot, "demo", settings.sample_dir)
+    found = bot.retrieve("demo", "can I pay later with an invoice?")
+    assert found[0].relevance is not None
+    assert all(c.relevance is None for c in found[1:])  # a lead of any size is clear at gap 0
+    everything = bot.retrieve("demo", "can I pay later with an invoice?", rerank=False)
+    bot.retriever.rerank(["can I pay later with an invoice?"], [everything], everything=True)
+    assert all(c.relevance is not None for c in everything[:4])
+    # an unscored rival (cosine 0.9, no relevance) never makes a clear first one ask back
+    found[1].cosine = 0.9
+    found[0].relevance = 0.6
+    assert decide(found, Policy(0.5, 0.1, 0.02, False)) == "answer"

@@ -12,6 +12,7 @@ rooms that do the work:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,13 @@ from verticals.support_bot.chat import CONTEXT_WEIGHT, FOLLOW_UP, Conversations,
 from verticals.support_bot.evaluation import Evaluation, matches, read_questions
 from verticals.support_bot.index import TenantIndex
 from verticals.support_bot.knowledge import Knowledge, load_sample
-from verticals.support_bot.policy import Kind, Policy, decide, tenant_policy
+from verticals.support_bot.policy import (
+    Kind,
+    KnowledgeThresholds,
+    Policy,
+    decide,
+    tenant_policy,
+)
 from verticals.support_bot.retrieval import Candidate, Mode, Retriever
 from verticals.support_bot.settings import SERVICE, SupportSettings
 from verticals.support_bot.store import Store
@@ -92,6 +99,7 @@ class SupportBot:
         self.knowledge = Knowledge(settings, self.store, self.encoder, self.tenants, persist)
         self.reranker = load_reranker(settings, registry) if reranker is None else reranker or None
         self.retriever = Retriever(settings, self.encoder, self.knowledge, self.reranker)
+        self.thresholds = KnowledgeThresholds(settings, self.retriever)
         self.conversations = Conversations(
             settings,
             self.store,
@@ -179,12 +187,16 @@ class SupportBot:
         )
 
     def policy(self, tenant: str) -> Policy:
-        return tenant_policy(
+        """The calibrated policy, else the threshold derived from the knowledge base, else the
+        fixed default."""
+        policy = tenant_policy(
             self.tenants.row(tenant),
             self.encoder.version,
             self.settings,
             self.retriever.reranker.version if self.retriever.reranker is not None else None,
         )
+        default = None if policy.calibrated else self.thresholds.get(tenant)
+        return policy if default is None else replace(policy, threshold=default)
 
     # chat ----------------------------------------------------------------------------------
     @property

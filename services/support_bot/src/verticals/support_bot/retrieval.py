@@ -45,6 +45,11 @@ class Candidate:
         }
 
 
+def origin(entry: EntryIn) -> str:
+    """What an entry came from: its document for a passage, else the entry itself."""
+    return entry.source if entry.kind == "passage" and entry.source else entry.id
+
+
 def softmax_probs(candidates: list[Candidate], temperature: float) -> None:
     """Set ``prob`` of the top five: softmax of cosine / temperature."""
     top = candidates[:5]
@@ -70,13 +75,32 @@ class Retriever:
         self.knowledge = knowledge
         self.reranker = reranker if settings.rerank else None
 
-    def rerank(self, queries: Sequence[str], found: list[list[Candidate]]) -> None:
+    def to_rerank(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The top ``rerank_top`` candidates when the race is close (the fused first one's cosine
+        leads every other entry's by less than ``rerank_gap``), else the first one alone: its
+        relevance is all the decision needs."""
+        top = candidates[: self.settings.rerank_top]
+        if not top:
+            return top
+        own = origin(top[0].entry)
+        others = [c.cosine for c in top[1:] if origin(c.entry) != own]
+        close = bool(others) and top[0].cosine - max(others) < self.settings.rerank_gap
+        return top if close else top[:1]
+
+    def rerank(
+        self, queries: Sequence[str], found: list[list[Candidate]], everything: bool = False
+    ) -> None:
         """Re-order each query's top ``rerank_top`` candidates by the reranker (one pass for
-        every pair of every query); they keep their cosines, and gain a relevance."""
+        every pair of every query; unless ``everything``, only the first when the race is not
+        close, see :meth:`to_rerank`); they keep their cosines, and gain a relevance."""
         if self.reranker is None:
             return
         n = self.settings.rerank_top
-        pairs = [(q, c) for q, cands in zip(queries, found, strict=True) for c in cands[:n]]
+        pairs = [
+            (q, c)
+            for q, cands in zip(queries, found, strict=True)
+            for c in (cands[:n] if everything else self.to_rerank(cands))
+        ]
         if not pairs:
             return
         logits = self.reranker.logits(
