@@ -103,3 +103,21 @@ def test_pgvector_store_searches_and_filters_in_the_database(postgres_url: str) 
             PgVectorStore(engine, "test_vectors", 8).ensure()
     finally:
         engine.dispose()
+
+
+def test_metadata_with_nul_is_stored_and_matched(postgres_url: str) -> None:
+    """PostgreSQL's jsonb cannot hold NUL: both stores keep it as U+FFFD, as the services'
+    text columns do, and a filter with NUL matches it (no error)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(postgres_url)
+    try:
+        pg = PgVectorStore(engine, "nul_vectors", DIM, scope="t")
+        pg.ensure()
+        for store in (pg, FaissStore(DIM)):
+            vectors = unit(np.eye(2, DIM) + 0.01)
+            store.upsert(np.array([1, 2]), vectors, [{"k": "a\x00b"}, {"k": "c"}])
+            ids, _ = store.search_many(vectors[:1], 5, {"k": "a\x00b"})
+            assert ids[0].tolist()[:1] == [1] and 2 not in ids[0].tolist()
+    finally:
+        engine.dispose()

@@ -312,3 +312,26 @@ def test_primary_killed_during_an_ingest_leaves_entries_and_vectors_in_step(
         again.store.db.dispose()
     finally:
         server.stop()
+
+
+def test_a_database_from_before_metadata_gets_the_column(tmp_path: Path) -> None:
+    """An existing support_entries table without ``meta`` (the first schema) is upgraded at
+    start, its rows kept, and takes metadata."""
+    from sqlalchemy import text
+
+    from verticals.support_bot.store import Store
+    from verticals.support_bot.text import EntryIn
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url)
+    old.create_tenant("shop", "", "a" * 64, "b" * 64)
+    old.upsert("shop", [EntryIn(id="e1", title="Q?", body="A.")])
+    with old.db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE support_entries DROP COLUMN meta"))
+    old.db.dispose()
+    new = Store(url)
+    assert new.entry("shop", "e1") is not None
+    new.upsert("shop", [EntryIn(id="e2", title="Q2?", body="A2.", metadata={"lang": "en"})])
+    row = new.entry("shop", "e2")
+    assert row is not None and row.to_entry().metadata == {"lang": "en"}
+    new.db.dispose()

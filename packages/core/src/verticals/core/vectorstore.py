@@ -56,19 +56,30 @@ class VectorStore(Protocol):
     def __len__(self) -> int: ...
 
 
+def stored_text(value: object) -> str:
+    """A string as both stores keep it: NUL (which PostgreSQL's jsonb cannot hold) as U+FFFD,
+    as ``verticals.serving.database`` stores text."""
+    return str(value).replace("\x00", "\ufffd")
+
+
 def facets(metadata: Metadata) -> dict[str, list[str]]:
     """Metadata with every value a list of strings (how both stores keep it)."""
     out: dict[str, list[str]] = {}
     for key, value in metadata.items():
         if value is None or value == "" or value == []:
             continue
-        out[str(key)] = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+        values = value if isinstance(value, list | tuple) else [value]
+        out[stored_text(key)] = [stored_text(v) for v in values]
     return out
+
+
+def clean_filter(filter: Filter) -> dict[str, str]:
+    return {stored_text(key): stored_text(value) for key, value in filter.items()}
 
 
 def matches(kept: Mapping[str, list[str]], filter: Filter) -> bool:
     """Whether stored facets pass a filter (every key present with the wanted value)."""
-    return all(value in kept.get(key, ()) for key, value in filter.items())
+    return all(value in kept.get(key, ()) for key, value in clean_filter(filter).items())
 
 
 class FaissStore(VectorIndex):
@@ -254,7 +265,8 @@ class PgVectorStore:
         params: dict[str, Any] = {"scope": self.scope, "k": int(k)}
         if filter:
             where += " AND meta @> CAST(:filter AS jsonb)"
-            params["filter"] = json.dumps({key: [value] for key, value in filter.items()})
+            wanted = clean_filter(filter)
+            params["filter"] = json.dumps({key: [value] for key, value in wanted.items()})
         sql = text(
             f"SELECT key, (embedding <#> CAST(:q AS vector)) * -1 AS score FROM {self.table} "
             f"WHERE {where} ORDER BY embedding <#> CAST(:q AS vector) LIMIT :k"

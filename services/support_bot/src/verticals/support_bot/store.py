@@ -175,7 +175,7 @@ class Store:
         if missing:
             with self.db.engine.begin() as conn:
                 for column in missing:
-                    kind = "jsonb" if self.db.dialect == "postgresql" else ADDED_COLUMNS[column]
+                    kind = ADDED_COLUMNS[column]  # as create_all makes it (json on PostgreSQL)
                     exists = "IF NOT EXISTS " if self.db.dialect == "postgresql" else ""
                     conn.execute(
                         text(
