@@ -90,12 +90,18 @@ def support_service(
     with LiveServer(build_app(settings, bot)) as server:
         root = {"X-API-Key": SUPPORT_KEY}
         made = httpx.post(
-            f"{server.url}/v1/tenants", json={"id": TENANT, "name": "Acme (test)"}, headers=root
+            f"{server.url}/v1/tenants",
+            json={"id": TENANT, "name": "Acme (test)"},
+            headers=root,
+            timeout=60,  # a loaded machine: not httpx's 5 s
         )
         assert made.status_code == 201, made.text
         admin = {"X-API-Key": made.json()["admin_key"]}
         added = httpx.post(
-            f"{server.url}/v1/tenants/{TENANT}/faq", json={"entries": faq}, headers=admin
+            f"{server.url}/v1/tenants/{TENANT}/faq",
+            json={"entries": faq},
+            headers=admin,
+            timeout=60,
         )
         assert added.status_code == 200 and added.json()["count"] == FAQ_ENTRIES, added.text
 

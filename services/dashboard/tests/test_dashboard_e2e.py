@@ -59,7 +59,7 @@ def test_dashboard_in_chromium(
     dashboard_key: str,
 ) -> None:
     handoff_id, question = new_handoff()
-    httpx.get(services["recommender_url"] + "/no-such-path")  # counted as "unmatched"
+    httpx.get(services["recommender_url"] + "/no-such-path", timeout=30)  # counted as "unmatched"
     app = make_dashboard(**services, refresh_seconds=1)
     with live_server(app) as server, chromium() as browser:
         page = browser.new_page()
@@ -125,6 +125,7 @@ def test_dashboard_in_chromium(
             assert figure.ok and figure.headers["content-type"] == "image/png", name
             assert figure.body()[:4] == b"\x89PNG"
         assert "training curve" in page.locator(f"{v3} td.files").inner_text()
+        screenshot(page, "dashboard-models", "#models")
 
         # news: the top five topics and "all", the rest behind a toggle; 1/6/24 h ranges;
         # hover values; alert markers; a live update
@@ -206,7 +207,9 @@ def test_dashboard_in_chromium(
         kb.locator(".message:has-text('Saved')").wait_for(timeout=10_000)
         url = support_service["url"] + f"/v1/tenants/acme/entries/{faq[1]['id']}"
         admin = {"X-API-Key": support_service["admin_key"]}
-        assert httpx.get(url, headers=admin).json()["body"] == "Edited in the dashboard."
+        assert (
+            httpx.get(url, headers=admin, timeout=30).json()["body"] == "Edited in the dashboard."
+        )
         kb.locator("input[name='file']").set_input_files(
             files=[
                 {
@@ -231,12 +234,20 @@ def test_dashboard_in_chromium(
             == "gift-1"
         )
         assert kb.locator("table.candidates tr[data-candidate]").count() == 5
-        screenshot(page, "dashboard-support", "#support")
+        if os.environ.get("VERTICALS_SCREENSHOTS"):  # an open handoff, its conversation shown
+            waiting, _ = new_handoff()
+            page.evaluate("document.activeElement.blur()")  # a focused form pauses refreshes
+            shown = page.locator(f"[data-tenant='acme'] details[data-handoff='{waiting}']")
+            shown.wait_for(timeout=10_000)
+            shown.locator("summary").click()
+            screenshot(page, "dashboard-support", "#support")
         kb.locator("input[type='search']").fill("gift cards")
         kb.locator("form.kb-search button[type='submit']").click()
         kb.locator("tr[data-entry='gift-1'] button[data-action='delete']").click()
         kb.locator(".message:has-text('Deleted gift-1')").wait_for(timeout=10_000)
-        gone = httpx.get(support_service["url"] + "/v1/tenants/acme/entries/gift-1", headers=admin)
+        gone = httpx.get(
+            f"{support_service['url']}/v1/tenants/acme/entries/gift-1", headers=admin, timeout=30
+        )
         assert gone.status_code == 404
 
         # recommender: its figures and trending items; requests to unknown paths are a note,
