@@ -59,7 +59,7 @@ from verticals.support_bot.schemas import (
     WidgetConfig,
 )
 from verticals.support_bot.settings import SupportSettings
-from verticals.support_bot.store import Entry, Handoff
+from verticals.support_bot.store import EntryRow, HandoffRow
 from verticals.support_bot.text import EntryIn, InputError, check_metadata
 
 router = APIRouter(responses=error_responses(400, 403, 404))
@@ -470,7 +470,7 @@ def open_handoff(
     return HandoffOpened(handoff_id=handoff_id, message_id=message_id, text=PERSON_TEXT)
 
 
-def _handoff_out(h: Handoff, bot: SupportBot, transcript: bool) -> HandoffOut:
+def _handoff_out(h: HandoffRow, bot: SupportBot, transcript: bool) -> HandoffOut:
     messages = bot.store.recent_messages(h.tenant_id, h.session_id, 50) if transcript else []
     out = HandoffOut.model_validate(h)
     out.transcript = [MessageOut.model_validate(m) for m in messages]
@@ -503,7 +503,7 @@ def staff_reply(
 
 
 # widget --------------------------------------------------------------------------------------
-def suggested_questions(entries: list[Entry], n: int = 3) -> list[str]:
+def suggested_questions(entries: list[EntryRow], n: int = 3) -> list[str]:
     """The first FAQ question of each category, in the knowledge base's order (varied
     suggestions), topped up with the next questions when there are fewer categories."""
     faqs = [e for e in entries if e.kind == "faq" and e.title]

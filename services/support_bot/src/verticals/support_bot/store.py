@@ -39,7 +39,7 @@ class SupportBase(Base):
     __abstract__ = True
 
 
-class Tenant(SupportBase):
+class TenantRow(SupportBase):
     __tablename__ = "support_tenants"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(Text, default="")
@@ -49,7 +49,7 @@ class Tenant(SupportBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
-class Entry(SupportBase):
+class EntryRow(SupportBase):
     """The integer primary key doubles as the FAISS id, so updates never renumber."""
 
     __tablename__ = "support_entries"
@@ -87,7 +87,7 @@ class Entry(SupportBase):
         )
 
 
-class KnowledgeVersion(SupportBase):
+class KnowledgeVersionRow(SupportBase):
     """A tenant's knowledge-base version, bumped in the transaction of every change to its
     entries: a replica compares it with the one its in-process indexes were read at. With
     pgvector, ``encoder`` is the encoder version the stored vectors were made with."""
@@ -98,7 +98,7 @@ class KnowledgeVersion(SupportBase):
     encoder: Mapped[str] = mapped_column(Text, default="")
 
 
-class KnowledgeChange(SupportBase):
+class KnowledgeChangeRow(SupportBase):
     """The entry keys each knowledge version changed (upserted or deleted): a replica at
     version v re-reads only the entries of the versions after it."""
 
@@ -113,7 +113,7 @@ CHANGES_KEPT = 10_000
 """Knowledge versions whose changes are kept per tenant; a replica further behind re-reads all."""
 
 
-class Message(SupportBase):
+class MessageRow(SupportBase):
     __tablename__ = "support_messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -127,7 +127,7 @@ class Message(SupportBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
-class Handoff(SupportBase):
+class HandoffRow(SupportBase):
     __tablename__ = "support_handoffs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -139,7 +139,7 @@ class Handoff(SupportBase):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
-class Feedback(SupportBase):
+class FeedbackRow(SupportBase):
     __tablename__ = "support_feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -170,18 +170,15 @@ class Store:
         self._add_columns()
 
     def _add_columns(self) -> None:
-        have = {c["name"] for c in inspect(self.db.engine).get_columns(Entry.__tablename__)}
+        table = EntryRow.__tablename__
+        have = {c["name"] for c in inspect(self.db.engine).get_columns(table)}
         missing = [c for c in ADDED_COLUMNS if c not in have]
         if missing:
             with self.db.engine.begin() as conn:
                 for column in missing:
                     kind = ADDED_COLUMNS[column]  # as create_all makes it (json on PostgreSQL)
                     exists = "IF NOT EXISTS " if self.db.dialect == "postgresql" else ""
-                    conn.execute(
-                        text(
-                            f"ALTER TABLE {Entry.__tablename__} ADD COLUMN {exists}{column} {kind}"
-                        )
-                    )
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {exists}{column} {kind}"))
 
     @staticmethod
     def _bump(
@@ -191,12 +188,12 @@ class Store:
         it changed, in ``conn``'s transaction. The version row's lock orders the tenant's
         writers, so versions commit in order."""
         stmt = (
-            postgresql_insert(KnowledgeVersion)
+            postgresql_insert(KnowledgeVersionRow)
             if conn.dialect.name == "postgresql"
-            else sqlite_insert(KnowledgeVersion)
+            else sqlite_insert(KnowledgeVersionRow)
         )
         values: dict[str, Any] = {"tenant_id": tenant, "version": 1}
-        update: dict[str, Any] = {"version": KnowledgeVersion.version + 1}
+        update: dict[str, Any] = {"version": KnowledgeVersionRow.version + 1}
         if encoder is not None:
             values["encoder"] = update["encoder"] = encoder
         conn.execute(
@@ -205,12 +202,12 @@ class Store:
         if pks:
             version = Store.version_in(conn, tenant)
             rows = [{"tenant_id": tenant, "version": version, "entry_pk": pk} for pk in pks]
-            conn.execute(insert(KnowledgeChange), rows)
+            conn.execute(insert(KnowledgeChangeRow), rows)
             if version % 100 == 0:
                 conn.execute(
-                    delete(KnowledgeChange).where(
-                        KnowledgeChange.tenant_id == tenant,
-                        KnowledgeChange.version <= version - CHANGES_KEPT,
+                    delete(KnowledgeChangeRow).where(
+                        KnowledgeChangeRow.tenant_id == tenant,
+                        KnowledgeChangeRow.version <= version - CHANGES_KEPT,
                     )
                 )
 
@@ -219,23 +216,23 @@ class Store:
         versions left no record (pruned, or written before the log existed): re-read all."""
         with self.db.engine.connect() as conn:
             rows = conn.execute(
-                select(KnowledgeChange.version, KnowledgeChange.entry_pk).where(
-                    KnowledgeChange.tenant_id == tenant,
-                    KnowledgeChange.version > after,
-                    KnowledgeChange.version <= upto,
+                select(KnowledgeChangeRow.version, KnowledgeChangeRow.entry_pk).where(
+                    KnowledgeChangeRow.tenant_id == tenant,
+                    KnowledgeChangeRow.version > after,
+                    KnowledgeChangeRow.version <= upto,
                 )
             ).all()
         if {int(v) for v, _ in rows} != set(range(after + 1, upto + 1)):
             return None
         return sorted({int(pk) for _, pk in rows})
 
-    def entries_by_pk(self, tenant: str, pks: list[int]) -> list[Entry]:
-        out: list[Entry] = []
+    def entries_by_pk(self, tenant: str, pks: list[int]) -> list[EntryRow]:
+        out: list[EntryRow] = []
         with self.db.session() as s:
             for start in range(0, len(pks), 500):
                 chunk = pks[start : start + 500]
                 out += s.scalars(
-                    select(Entry).where(Entry.tenant_id == tenant, Entry.pk.in_(chunk))
+                    select(EntryRow).where(EntryRow.tenant_id == tenant, EntryRow.pk.in_(chunk))
                 )
         return out
 
@@ -250,7 +247,7 @@ class Store:
     def version_in(conn: Connection, tenant: str) -> int:
         """The tenant's knowledge version as ``conn``'s transaction sees it."""
         found = conn.execute(
-            select(KnowledgeVersion.version).where(KnowledgeVersion.tenant_id == tenant)
+            select(KnowledgeVersionRow.version).where(KnowledgeVersionRow.tenant_id == tenant)
         ).scalar()
         return int(found or 0)
 
@@ -258,8 +255,8 @@ class Store:
         """(version, vectors' encoder) of a tenant's knowledge base; (0, "") before any."""
         with self.db.engine.connect() as conn:
             row = conn.execute(
-                select(KnowledgeVersion.version, KnowledgeVersion.encoder).where(
-                    KnowledgeVersion.tenant_id == tenant
+                select(KnowledgeVersionRow.version, KnowledgeVersionRow.encoder).where(
+                    KnowledgeVersionRow.tenant_id == tenant
                 )
             ).first()
         return (int(row[0]), str(row[1] or "")) if row else (0, "")
@@ -277,20 +274,22 @@ class Store:
     def create_tenant(self, tenant: str, name: str, admin_hash: str, widget_hash: str) -> None:
         with self.db.session() as s:
             s.add(
-                Tenant(id=tenant, name=name, admin_key_hash=admin_hash, widget_key_hash=widget_hash)
+                TenantRow(
+                    id=tenant, name=name, admin_key_hash=admin_hash, widget_key_hash=widget_hash
+                )
             )
 
-    def tenant(self, tenant: str) -> Tenant | None:
+    def tenant(self, tenant: str) -> TenantRow | None:
         with self.db.session() as s:
-            return s.get(Tenant, tenant)
+            return s.get(TenantRow, tenant)
 
-    def tenants(self) -> list[Tenant]:
+    def tenants(self) -> list[TenantRow]:
         with self.db.session() as s:
-            return list(s.scalars(select(Tenant).order_by(Tenant.id)))
+            return list(s.scalars(select(TenantRow).order_by(TenantRow.id)))
 
     def set_keys(self, tenant: str, admin_hash: str | None, widget_hash: str | None) -> None:
         with self.db.session() as s:
-            row = s.get(Tenant, tenant)
+            row = s.get(TenantRow, tenant)
             assert row is not None
             if admin_hash:
                 row.admin_key_hash = admin_hash
@@ -300,15 +299,15 @@ class Store:
     def key_owner(self, key_hash: str) -> tuple[str, str] | None:
         """(tenant, role) for a hashed key, role ``admin`` or ``widget``."""
         with self.db.session() as s:
-            row = s.scalars(select(Tenant).where(Tenant.admin_key_hash == key_hash)).first()
+            row = s.scalars(select(TenantRow).where(TenantRow.admin_key_hash == key_hash)).first()
             if row:
                 return row.id, "admin"
-            row = s.scalars(select(Tenant).where(Tenant.widget_key_hash == key_hash)).first()
+            row = s.scalars(select(TenantRow).where(TenantRow.widget_key_hash == key_hash)).first()
             return (row.id, "widget") if row else None
 
     def set_calibration(self, tenant: str, calibration: dict[str, Any]) -> None:
         with self.db.session() as s:
-            row = s.get(Tenant, tenant)
+            row = s.get(TenantRow, tenant)
             assert row is not None
             row.calibration = calibration
 
@@ -335,12 +334,12 @@ class Store:
             for e in entries
         ]
         with self.db.session() as s:
-            stmt = insert_for(s, Entry)
+            stmt = insert_for(s, EntryRow)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["tenant_id", "entry_id"],
                 set_={f: stmt.excluded[f] for f in (*ENTRY_FIELDS, "meta", "updated_at")},
             )
-            result = s.execute(stmt.returning(Entry.entry_id, Entry.pk), rows)
+            result = s.execute(stmt.returning(EntryRow.entry_id, EntryRow.pk), rows)
             pks = {entry_id: pk for entry_id, pk in result}
             items = [(pks[e.id], e) for e in entries]
             self._bump(s.connection(), tenant, encoder, [pk for pk, _ in items])
@@ -355,12 +354,14 @@ class Store:
         with self.db.session() as s:
             rows = list(
                 s.scalars(
-                    select(Entry).where(Entry.tenant_id == tenant, Entry.entry_id.in_(entry_ids))
+                    select(EntryRow).where(
+                        EntryRow.tenant_id == tenant, EntryRow.entry_id.in_(entry_ids)
+                    )
                 )
             )
             pks = [r.pk for r in rows]
             if pks:
-                s.execute(delete(Entry).where(Entry.pk.in_(pks)))
+                s.execute(delete(EntryRow).where(EntryRow.pk.in_(pks)))
                 self._bump(s.connection(), tenant, None, pks)
                 if then is not None:
                     then(s.connection(), pks)
@@ -370,45 +371,47 @@ class Store:
         with self.db.session() as s:
             return list(
                 s.scalars(
-                    select(Entry.entry_id).where(
-                        Entry.tenant_id == tenant, Entry.kind == "passage", Entry.source == doc_id
+                    select(EntryRow.entry_id).where(
+                        EntryRow.tenant_id == tenant,
+                        EntryRow.kind == "passage",
+                        EntryRow.source == doc_id,
                     )
                 )
             )
 
     def entries(
         self, tenant: str, kind: str | None = None, limit: int | None = None, offset: int = 0
-    ) -> list[Entry]:
+    ) -> list[EntryRow]:
         with self.db.session() as s:
-            q = select(Entry).where(Entry.tenant_id == tenant)
+            q = select(EntryRow).where(EntryRow.tenant_id == tenant)
             if kind:
-                q = q.where(Entry.kind == kind)
-            q = q.order_by(Entry.pk).offset(offset)
+                q = q.where(EntryRow.kind == kind)
+            q = q.order_by(EntryRow.pk).offset(offset)
             if limit:
                 q = q.limit(limit)
             return list(s.scalars(q))
 
-    def entry(self, tenant: str, entry_id: str) -> Entry | None:
+    def entry(self, tenant: str, entry_id: str) -> EntryRow | None:
         with self.db.session() as s:
             return s.scalars(
-                select(Entry).where(Entry.tenant_id == tenant, Entry.entry_id == entry_id)
+                select(EntryRow).where(EntryRow.tenant_id == tenant, EntryRow.entry_id == entry_id)
             ).first()
 
     def count(self, tenant: str) -> int:
         with self.db.session() as s:
-            return int(s.scalar(select(func.count()).where(Entry.tenant_id == tenant)) or 0)
+            return int(s.scalar(select(func.count()).where(EntryRow.tenant_id == tenant)) or 0)
 
     # transcripts ---------------------------------------------------------------------------
     def add_message(self, tenant: str, session: str, role: str, text: str, **fields: Any) -> int:
         with self.db.session() as s:
-            row = Message(tenant_id=tenant, session_id=session, role=role, text=text, **fields)
+            row = MessageRow(tenant_id=tenant, session_id=session, role=role, text=text, **fields)
             s.add(row)
             s.flush()
             return row.id
 
     def add_turns(self, turns: list[dict[str, Any]]) -> list[tuple[int, int | None]]:
         """Chat turns in one transaction, each ``{tenant, session, user, bot, handoff}``: the
-        user's message, the bot's reply (fields of ``Message``) and the handoff it raised, if
+        user's message, the bot's reply (fields of ``MessageRow``) and the handoff it raised, if
         any. Returns (reply id, handoff id) per turn. Plain inserts, not the ORM unit of work:
         this runs on every chat."""
         stamp = now()
@@ -422,14 +425,14 @@ class Store:
         with self.db.write() as conn:
             ids = list(
                 conn.execute(
-                    insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+                    insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True), rows
                 ).scalars()
             )
             for n, t in enumerate(turns):
                 ticket = None
                 if t["handoff"]:
                     ticket = conn.execute(
-                        insert(Handoff)
+                        insert(HandoffRow)
                         .values(
                             tenant_id=t["tenant"],
                             session_id=t["session"],
@@ -437,7 +440,7 @@ class Store:
                             updated_at=stamp,
                             **t["handoff"],
                         )
-                        .returning(Handoff.id)
+                        .returning(HandoffRow.id)
                     ).scalar_one()
                 out.append((ids[2 * n + 1], ticket))
         return out
@@ -447,60 +450,62 @@ class Store:
         is among the ``within`` most recent messages."""
         with self.db.engine.connect() as conn:
             recent = conn.execute(
-                select(Message.role, Message.query, Message.text)
-                .where(Message.tenant_id == tenant, Message.session_id == session)
-                .order_by(Message.id.desc())
+                select(MessageRow.role, MessageRow.query, MessageRow.text)
+                .where(MessageRow.tenant_id == tenant, MessageRow.session_id == session)
+                .order_by(MessageRow.id.desc())
                 .limit(within)
             ).all()  # read to the end: a half-read cursor keeps a snapshot that blocks writes
         return next((q or text for role, q, text in recent if role == "user"), None)
 
-    def recent_messages(self, tenant: str, session: str, limit: int) -> list[Message]:
+    def recent_messages(self, tenant: str, session: str, limit: int) -> list[MessageRow]:
         with self.db.session() as s:
             rows = s.scalars(
-                select(Message)
-                .where(Message.tenant_id == tenant, Message.session_id == session)
-                .order_by(Message.id.desc())
+                select(MessageRow)
+                .where(MessageRow.tenant_id == tenant, MessageRow.session_id == session)
+                .order_by(MessageRow.id.desc())
                 .limit(limit)
             )
             return list(reversed(list(rows)))
 
-    def message(self, tenant: str, message_id: int) -> Message | None:
+    def message(self, tenant: str, message_id: int) -> MessageRow | None:
         with self.db.session() as s:
-            row = s.get(Message, message_id)
+            row = s.get(MessageRow, message_id)
             return row if row and row.tenant_id == tenant else None
 
     # handoffs ------------------------------------------------------------------------------
-    def handoffs(self, tenant: str, status: str | None = None) -> list[Handoff]:
+    def handoffs(self, tenant: str, status: str | None = None) -> list[HandoffRow]:
         with self.db.session() as s:
-            q = select(Handoff).where(Handoff.tenant_id == tenant)
+            q = select(HandoffRow).where(HandoffRow.tenant_id == tenant)
             if status:
-                q = q.where(Handoff.status == status)
-            return list(s.scalars(q.order_by(Handoff.id)))
+                q = q.where(HandoffRow.status == status)
+            return list(s.scalars(q.order_by(HandoffRow.id)))
 
-    def handoff(self, tenant: str, handoff_id: int) -> Handoff | None:
+    def handoff(self, tenant: str, handoff_id: int) -> HandoffRow | None:
         with self.db.session() as s:
-            row = s.get(Handoff, handoff_id)
+            row = s.get(HandoffRow, handoff_id)
             return row if row and row.tenant_id == tenant else None
 
     def set_handoff_status(self, handoff_id: int, status: str) -> None:
         with self.db.session() as s:
-            row = s.get(Handoff, handoff_id)
+            row = s.get(HandoffRow, handoff_id)
             assert row is not None
             row.status, row.updated_at = status, now()
 
     # feedback ------------------------------------------------------------------------------
     def add_feedback(self, tenant: str, session: str, rating: str, **fields: Any) -> int:
         with self.db.session() as s:
-            row = Feedback(tenant_id=tenant, session_id=session, rating=rating, **fields)
+            row = FeedbackRow(tenant_id=tenant, session_id=session, rating=rating, **fields)
             s.add(row)
             s.flush()
             return row.id
 
-    def feedback(self, tenant: str) -> list[Feedback]:
+    def feedback(self, tenant: str) -> list[FeedbackRow]:
         with self.db.session() as s:
             return list(
                 s.scalars(
-                    select(Feedback).where(Feedback.tenant_id == tenant).order_by(Feedback.id)
+                    select(FeedbackRow)
+                    .where(FeedbackRow.tenant_id == tenant)
+                    .order_by(FeedbackRow.id)
                 )
             )
 
