@@ -246,14 +246,16 @@ async def news(
     upstreams: Upstreams,
     bucket_minutes: Annotated[int, Query(ge=1, le=1440)] = 15,
     alerts: Annotated[int, Query(ge=1, le=500)] = 20,
-    hours: Annotated[int | None, Query(ge=1, le=24, description="1, 6 or 24")] = None,
+    hours: Annotated[Literal["1", "6", "24"] | None, Query()] = None,
 ) -> dict[str, Any]:
     """The news monitor's negative-share trend (the latest buckets, or the latest 1, 6 or 24
     hours of news with 5, 15 or 60 minute buckets), topics by volume, recent alerts."""
-    if hours is not None and hours not in panels.RANGES:
-        raise HTTPException(422, "hours must be 1, 6 or 24")
     return await panels.news(
-        upstreams["news"], bucket_minutes, settings.trend_buckets, alerts, hours
+        upstreams["news"],
+        bucket_minutes,
+        settings.trend_buckets,
+        alerts,
+        int(hours) if hours else None,
     )
 
 
@@ -292,7 +294,12 @@ async def reply(
 
 
 # ---- a tenant's knowledge base -----------------------------------------------------------------
-KB = {**REPLY, 404: {"description": "the support bot has no such tenant or entry"}}
+KB: dict[int | str, dict[str, Any]] = {
+    **REPLY,
+    400: {"description": "the support bot refused the content (a bad file, an empty question)"},
+    404: {"description": "the support bot has no such tenant or entry"},
+    413: {"description": "the file is over the support bot's request limit"},
+}
 Tenant = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
