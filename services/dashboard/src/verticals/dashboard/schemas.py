@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(min_length=1, max_length=512, pattern=r"^[ -~]+$")
-    """The dashboard admin key, or a support tenant's admin key."""
+    key: str = Field(min_length=1, max_length=512, pattern=r"^[!-~]([ -~]*[!-~])?$")
+    """The dashboard admin key, or a support tenant's admin key: printable ASCII, no space at
+    either end (no HTTP header can carry one there, and no key has one)."""
 
 
 class PromoteIn(BaseModel):
@@ -43,7 +44,8 @@ class FaqEditIn(BaseModel):
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[^/\s]+$")
     question: str = Field(min_length=1, max_length=2_000)
-    answer: str = Field(min_length=1, max_length=20_000)
+    answer: str = Field(min_length=1, max_length=17_000)
+    """With the question, within the support bot's 20,000 characters per entry."""
     category: str = Field("", max_length=100)
     url: str = Field("", max_length=2_000)
 
