@@ -56,8 +56,16 @@ def check_store(store: VectorStore) -> None:
     assert len(set(ids[0].tolist()) & set(truth)) >= 9
     ids, _ = store.search_many(query.reshape(1, -1), 10, {"kind": "nowhere"})
     assert (ids == -1).all()
+    # metadata replaced by an upsert: the new value matches, the old one no longer does
+    store.upsert(keys[1:2], vectors[1:2], [{"kind": "moved", "tags": []}])
+    ids, _ = store.search_many(query.reshape(1, -1), 5, {"kind": "moved"})
+    assert ids[0].tolist()[:1] == [2] and (ids[0][1:] == -1).all()
+    ids, _ = store.search_many(vectors[1:2], 3000, {"kind": "common"})
+    assert 2 not in ids[0].tolist()
     store.remove(keys[:1])
     ids, _ = store.search_many(query.reshape(1, -1), 5)
+    assert 0 not in ids[0].tolist()
+    ids, _ = store.search_many(query.reshape(1, -1), 3000, {"kind": "common"})
     assert 0 not in ids[0].tolist()
     assert store.scores(keys[1:3], query) == pytest.approx(vectors[1:3] @ query, abs=1e-5)
 

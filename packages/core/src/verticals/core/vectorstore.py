@@ -83,12 +83,34 @@ def matches(kept: Mapping[str, list[str]], filter: Filter) -> bool:
 
 
 class FaissStore(VectorIndex):
-    """The in-process store: a ``VectorIndex`` plus each key's metadata, so a filtered search
-    searches only the keys that pass (``VectorIndex.search_many``'s ``allowed``)."""
+    """The in-process store: a ``VectorIndex`` plus each key's metadata and, per (key, value),
+    the keys that have it, so a filtered search searches only the keys that pass
+    (``VectorIndex.search_many``'s ``allowed``, an intersection of those sets)."""
 
     def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, threads: int = 1):
         super().__init__(dim, exact_max, nprobe, threads)
         self.metadata: dict[int, dict[str, list[str]]] = {}
+        self._postings: dict[tuple[str, str], set[int]] = {}
+
+    def _set_metadata(self, key: int, kept: dict[str, list[str]] | None) -> None:
+        for name, values in self.metadata.pop(key, {}).items():
+            for value in values:
+                posting = self._postings.get((name, value))
+                if posting is not None:
+                    posting.discard(key)
+                    if not posting:
+                        del self._postings[(name, value)]
+        if kept is not None:
+            self.metadata[key] = kept
+            for name, values in kept.items():
+                for value in values:
+                    self._postings.setdefault((name, value), set()).add(key)
+
+    def set_metadata(self, metadata: Mapping[int, Metadata]) -> None:
+        """Metadata of keys already in the index (e.g. after loading saved vectors)."""
+        with self.lock:
+            for key, meta in metadata.items():
+                self._set_metadata(int(key), facets(meta))
 
     def upsert(
         self, keys: np.ndarray, vectors: np.ndarray, metadata: Sequence[Metadata] | None = None
@@ -96,19 +118,22 @@ class FaissStore(VectorIndex):
         with self.lock:
             super().upsert(keys, vectors)
             for i, key in enumerate(np.asarray(keys).tolist()):
-                self.metadata[key] = facets(metadata[i]) if metadata is not None else {}
+                self._set_metadata(key, facets(metadata[i]) if metadata is not None else {})
 
     def remove(self, keys: np.ndarray) -> None:
         with self.lock:
             super().remove(keys)
             for key in np.asarray(keys).tolist():
-                self.metadata.pop(key, None)
+                self._set_metadata(key, None)
 
     def allowed(self, filter: Filter) -> np.ndarray:
+        wanted = list(clean_filter(filter).items())
         with self.lock:
-            return np.asarray(
-                [k for k, kept in self.metadata.items() if matches(kept, filter)], dtype=np.int64
-            )
+            postings = sorted((self._postings.get(item, set()) for item in wanted), key=len)
+            if not postings:
+                return np.asarray(list(self.metadata), dtype=np.int64)
+            keys = set(postings[0]).intersection(*postings[1:])
+        return np.fromiter(keys, dtype=np.int64, count=len(keys))
 
     def search_many(  # type: ignore[override]
         self, queries: np.ndarray, k: int, filter: Filter | None = None
@@ -260,7 +285,7 @@ class PgVectorStore:
         scores = np.zeros((n, max(k, 0)), np.float32)
         if k <= 0 or not n:
             return ids, scores
-        ef_search = max(int(k), self.ef_search)
+        ef_search = min(max(int(k), self.ef_search), 1000)  # pgvector's largest
         where = "scope = :scope"
         params: dict[str, Any] = {"scope": self.scope, "k": int(k)}
         if filter:

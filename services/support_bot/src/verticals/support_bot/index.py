@@ -223,7 +223,7 @@ class TenantIndex:
         assert isinstance(store, FaissStore)
         store.table.set(keys, vectors)
         store.rebuild()
-        store.metadata = {int(k): facets(entries[int(k) // 2].facets()) for k in keys}
+        store.set_metadata({int(k): entries[int(k) // 2].facets() for k in keys})
         out.entries = dict(entries)
         pks = manifest.get("bm25_pks", [])
         if pks == sorted(entries) and (folder / "bm25").is_dir():
