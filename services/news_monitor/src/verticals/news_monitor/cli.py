@@ -224,6 +224,18 @@ def _serve(settings: Any) -> None:
     run_server(build_app(settings), settings)
 
 
+def demo_hints(settings: Any) -> list[str]:
+    """What to run next to the embedded broker. The commands find it themselves on the default
+    port; only a moved broker (the default port was taken) needs its port set."""
+    default_port = type(settings).model_fields["broker_port"].default
+    moved = settings.broker_port != default_port
+    env = f"VERTICALS_NEWS_BROKER_PORT={settings.broker_port} " if moved else ""
+    return [
+        f"demo: {env}verticals news produce shared/news_monitor/demo_headlines.jsonl --fresh",
+        f"alerts as they come: {env}verticals news tail {settings.alerts_topic}",
+    ]
+
+
 @app.command()
 @user_errors
 def up(
@@ -250,14 +262,8 @@ def up(
     broker = NoidaBroker(folder, settings.broker_port)
     broker.start()
     typer.echo(f"embedded broker: {broker.bootstrap} (data {broker.data_dir})")
-    # the commands below find the broker themselves when it is on the default port
-    default_port = type(settings).model_fields["broker_port"].default
-    moved = settings.broker_port != default_port
-    env = f"VERTICALS_NEWS_BROKER_PORT={settings.broker_port} " if moved else ""
-    typer.echo(
-        f"demo: {env}verticals news produce shared/news_monitor/demo_headlines.jsonl --fresh"
-    )
-    typer.echo(f"alerts as they come: {env}verticals news tail {settings.alerts_topic}")
+    for line in demo_hints(settings):
+        typer.echo(line)
     try:
         _serve(settings)
     finally:
