@@ -65,7 +65,7 @@ down:
 screenshots: setup setup-browser
 	VERTICALS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q \
 	  services/support_bot/tests/test_support_bot_widget_e2e.py \
-	  services/dashboard/tests/test_dashboard_e2e.py
+	  tests/test_dashboard_e2e.py
 
 # Only the tests marked `slow` (none is deselected by `make test`: this is a shortcut).
 test-slow: setup setup-browser setup-postgres
