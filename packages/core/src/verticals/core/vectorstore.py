@@ -276,7 +276,7 @@ class PgVectorStore:
     def search_many(
         self, queries: np.ndarray, k: int, filter: Filter | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One HNSW scan per query, in one transaction; the filter is a jsonb containment the
+        """One HNSW scan per query, all in one statement; the filter is a jsonb containment the
         iterative scan checks row by row (``relaxed_order``, re-sorted here)."""
         from sqlalchemy import text
 
@@ -292,10 +292,14 @@ class PgVectorStore:
             where += " AND meta @> CAST(:filter AS jsonb)"
             wanted = clean_filter(filter)
             params["filter"] = json.dumps({key: [value] for key, value in wanted.items()})
+        # every query in one statement (one round trip): a lateral HNSW scan per query vector
         sql = text(
-            f"SELECT key, (embedding <#> CAST(:q AS vector)) * -1 AS score FROM {self.table} "
-            f"WHERE {where} ORDER BY embedding <#> CAST(:q AS vector) LIMIT :k"
+            "SELECT q.i, v.key, v.score "
+            "FROM unnest(CAST(:qs AS vector[])) WITH ORDINALITY AS q(vec, i) "
+            "CROSS JOIN LATERAL (SELECT key, (embedding <#> q.vec) * -1 AS score "
+            f"FROM {self.table} WHERE {where} ORDER BY embedding <#> q.vec LIMIT :k) AS v"
         )
+        params["qs"] = "{" + ",".join(f'"{vector_literal(q)}"' for q in queries) + "}"
         # reads in autocommit (no BEGIN/COMMIT round trips); the scan settings are set on the
         # pooled connection once, and again only when ef_search changes
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -303,11 +307,14 @@ class PgVectorStore:
                 conn.execute(text("SET hnsw.iterative_scan = relaxed_order"))
                 conn.execute(text(f"SET hnsw.ef_search = {ef_search}"))
                 conn.info["verticals.hnsw"] = ef_search
-            for i, query in enumerate(queries):
-                found = conn.execute(sql, {**params, "q": vector_literal(query)}).all()
-                rows = sorted(found, key=lambda r: -r[1])  # relaxed order: nearly sorted
-                for j, (key, score) in enumerate(rows):
-                    ids[i, j], scores[i, j] = key, score
+            found = conn.execute(sql, params).all()
+        by_query: dict[int, list[tuple[int, float]]] = {}
+        for i, key, score in found:
+            by_query.setdefault(int(i) - 1, []).append((int(key), float(score)))
+        for i, rows in by_query.items():
+            rows.sort(key=lambda r: -r[1])  # relaxed order: nearly sorted
+            for j, (key, score) in enumerate(rows):
+                ids[i, j], scores[i, j] = key, score
         return ids, scores
 
     def scores(self, keys: np.ndarray, query: np.ndarray) -> np.ndarray:
