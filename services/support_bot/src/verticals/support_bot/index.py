@@ -62,6 +62,8 @@ class TenantIndex:
             shared if shared is not None else FaissStore(dimension, exact_max=exact_max)
         )
         self.version = 0
+        self.checked_at = -1e9
+        """When ``version`` was last compared with the database's (monotonic seconds)."""
         self.entries: dict[int, EntryIn] = {}
         self._bm25: bm25s.BM25 | None = None
         self._bm25_pks: list[int] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from verticals.support_bot.text import (
 
 log = logging.getLogger("verticals.support_bot")
 VECTOR_TABLE = "support_vectors"
+VERSION_CHECK_S = 0.05
+"""pgvector: how long a replica trusts its knowledge version before reading it again."""
 
 
 def pick_vector_store(
@@ -145,10 +148,15 @@ class Knowledge:
 
     def fresh_index(self, tenant: str) -> TenantIndex:
         """The tenant's index, its entry map re-read first when another replica (or process)
-        changed the knowledge base since (pgvector; one primary-key read per call)."""
+        changed the knowledge base since (pgvector; one primary-key read, at most every
+        ``VERSION_CHECK_S``: a chat batch asks several times)."""
         index = self.index(tenant)
         if self.pg is None:
             return index
+        now = time.monotonic()
+        if now - index.checked_at < VERSION_CHECK_S:
+            return index
+        index.checked_at = now
         version, _ = self.store.knowledge_version(tenant)
         if version == index.version:
             return index
