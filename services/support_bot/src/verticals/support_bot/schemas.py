@@ -18,12 +18,20 @@ from pydantic import (
 from verticals.support_bot.text import META_MAX_KEYS, META_MAX_VALUE
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MetaKey = Annotated[
+    str, StringConstraints(pattern=r"^(?!(?:category|tags|kind)$)[A-Za-z0-9_.-]{1,64}$")
+]
+"""A metadata key: ``category``, ``tags`` and ``kind`` are the entry's own fields (the
+lookahead needs ``regex_engine="python-re"`` on the models that use it)."""
 MetaValue = Annotated[str, StringConstraints(max_length=META_MAX_VALUE)]
+CLOSED = {"additionalProperties": False}
+"""Keys outside the pattern are invalid in the schema too (``patternProperties`` alone would
+allow them with any value)."""
 Filter = Annotated[
-    dict[MetaKey, MetaValue] | None,
+    Annotated[dict[FilterKey, MetaValue], Field(max_length=META_MAX_KEYS, json_schema_extra=CLOSED)]
+    | None,
     Field(
-        max_length=META_MAX_KEYS,
         description="Only entries whose metadata has every one of these key/values (``category``, "
         "``kind`` and ``tags``, which matches one tag, are filterable too), e.g. "
         '``{"product": "kettle", "category": "returns"}``.',
@@ -33,6 +41,7 @@ Metadata = Annotated[
     dict[MetaKey, MetaValue],
     Field(
         max_length=META_MAX_KEYS,
+        json_schema_extra=CLOSED,
         description="Any key/value metadata (product, language, document type ...), "
         "filterable with ``filter``; ``category``, ``tags`` and ``kind`` are fields of their own.",
     ),
@@ -59,6 +68,8 @@ class TenantKeys(BaseModel):
 
 
 class FaqEntry(BaseModel):
+    model_config = ConfigDict(regex_engine="python-re")  # MetaKey's lookahead
+
     id: str = Field(min_length=1, max_length=128)
     question: str = Field(min_length=1)
     answer: str = Field(min_length=1)
@@ -74,6 +85,8 @@ class FaqBatch(BaseModel):
 
 
 class DocumentIn(BaseModel):
+    model_config = ConfigDict(regex_engine="python-re")  # MetaKey's lookahead
+
     id: str = Field(min_length=1, max_length=100)
     content: str = Field(min_length=1)
     format: Literal["markdown", "html", "text"] = "markdown"
