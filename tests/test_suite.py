@@ -186,6 +186,7 @@ def test_up_starts_all_services_ctrl_c_stops_them_and_a_second_up_finds_the_data
 
     second = start_suite(tmp_path, env)
     try:
+        wait_for_ready_block(second)  # the widget key is printed in it
         kept = httpx.get(
             second.url("support") + "/v1/tenants/demo/entries/suite-kept", headers=ADMIN
         )

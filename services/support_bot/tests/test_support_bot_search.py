@@ -47,7 +47,11 @@ def test_search_refuses_bad_input_and_other_keys(
     assert search(client, widget, {"question": "returns"})["status"] == 403
     assert search(client, root_key, {"question": "returns"})["status"] == 200
     assert search(client, root_key, {"question": "x"}, tenant="nope")["status"] == 404
-    blank = search(client, demo_admin, {"question": "   "})
-    assert blank["status"] == 400 and "empty" in blank["detail"]
-    for bad in ({"question": ""}, {"question": "a", "k": 0}, {"question": "a", "k": 51}, {}):
+    for bad in (
+        {"question": ""},
+        {"question": "   "},
+        {"question": "a", "k": 0},
+        {"question": "a", "k": 51},
+        {},
+    ):
         assert search(client, demo_admin, bad)["status"] == 422, bad

@@ -135,7 +135,8 @@ class Changed(BaseModel):
 class ChatRequest(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     session_id: str = Field(pattern=SESSION_PATTERN)
-    message: str = Field(min_length=1, max_length=20_000)
+    message: str = Field(min_length=1, max_length=20_000, pattern=r"\S")
+    """At least one character that is not a space (a blank message is a 422)."""
     filter: Filter = None
 
 
@@ -207,7 +208,7 @@ class FeedbackIn(BaseModel):
 class SearchIn(BaseModel):
     """``POST /v1/tenants/{tenant}/search``: what the bot would answer, and why."""
 
-    question: str = Field(min_length=1, max_length=20_000)
+    question: str = Field(min_length=1, max_length=20_000, pattern=r"\S")
     k: int = Field(5, ge=1, le=50)
     filter: Filter = None
 

@@ -43,6 +43,10 @@ function time(iso) {
 
 function replace(id, ...children) {
   const el = document.getElementById(id);
+  // an answer that arrives after its login ended (a refresh in flight at the logout) is not shown
+  const section = el.closest("section[data-needs]");
+  if (section && !allowed(section.dataset.needs)) children = ["loading…"];
+  if (id === "status" && viewer.role !== "admin") children = [];
   el.replaceChildren(...children);
   return el;
 }
@@ -91,10 +95,17 @@ function showViewer() {
   document.getElementById("status").hidden = viewer.role !== "admin";
   for (const section of document.querySelectorAll("section[data-needs]")) {
     section.hidden = !allowed(section.dataset.needs);
-    // what an earlier login saw does not stay in the page
-    if (section.hidden) replace(`${section.id}-body`, "loading…");
+  }
+  clearForbidden();
+}
+
+function clearForbidden() {
+  // what an earlier login saw does not stay in the page
+  for (const section of document.querySelectorAll("section[data-needs]")) {
+    if (!allowed(section.dataset.needs)) replace(`${section.id}-body`, "loading…");
   }
   if (viewer.role !== "admin") replace("status");
+  if (!viewer.role) kbTools.clear();
 }
 
 async function loadViewer() {
