@@ -86,6 +86,19 @@ ITEM_FIELDS = ("title", "description", "category", "tags", "price", "in_stock", 
 WRITTEN = ("vector", "encoder_version", "updated_at")
 
 
+ITEM_COLUMNS = (
+    ItemRow.key,
+    ItemRow.item_id,
+    ItemRow.title,
+    ItemRow.category,
+    ItemRow.price,
+    ItemRow.in_stock,
+    ItemRow.vector,
+    ItemRow.encoder_version,
+)
+"""What the scorer loads of an item (the tuples of ``items_by_key`` and ``iter_items``)."""
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
@@ -187,16 +200,7 @@ class Store:
         with self.session() as session:
             for start in range(0, len(keys), 500):
                 rows = session.execute(
-                    select(
-                        ItemRow.key,
-                        ItemRow.item_id,
-                        ItemRow.title,
-                        ItemRow.category,
-                        ItemRow.price,
-                        ItemRow.in_stock,
-                        ItemRow.vector,
-                        ItemRow.encoder_version,
-                    ).where(ItemRow.key.in_(list(keys[start : start + 500])))
+                    select(*ITEM_COLUMNS).where(ItemRow.key.in_(list(keys[start : start + 500])))
                 ).all()
                 out += [tuple(r) for r in rows]
         return out
@@ -219,16 +223,7 @@ class Store:
         while True:
             with self.session() as session:
                 rows = session.execute(
-                    select(
-                        ItemRow.key,
-                        ItemRow.item_id,
-                        ItemRow.title,
-                        ItemRow.category,
-                        ItemRow.price,
-                        ItemRow.in_stock,
-                        ItemRow.vector,
-                        ItemRow.encoder_version,
-                    )
+                    select(*ITEM_COLUMNS)
                     .where(ItemRow.key > last)
                     .order_by(ItemRow.key)
                     .limit(batch)
