@@ -408,8 +408,9 @@ def main() -> None:
         "uniform": uniform,
         **chat,
         "chat_p99_ratio_allowed": 1.5,
-        "notes": "2 CPU cores shared with other work while this ran (see the load average): "
-        "latencies are noisy and pessimistic; compare the stores within this run only.",
+        "notes": "2 CPU cores shared by the servers, PostgreSQL and the load generator (the load "
+        "average before and after is under 'machine'): latencies move between runs; compare the "
+        "stores within one run only.",
     }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {OUT}")
