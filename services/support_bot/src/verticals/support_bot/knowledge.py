@@ -24,6 +24,7 @@ import numpy as np
 
 from verticals.core.vectorstore import PgVectorStore
 from verticals.support_bot.index import TenantIndex, vector_rows
+from verticals.support_bot.rescoring import Rescorer
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Store
 from verticals.support_bot.tenants import Tenants
@@ -74,12 +75,15 @@ class Knowledge:
         encoder: Any,
         tenants: Tenants,
         persist: bool = True,
+        rescorer: Rescorer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.encoder = encoder
         self.tenants = tenants
         self.persist = persist
+        self.rescorer = rescorer
+        """The second encoder, whose entry vectors are computed with the first's."""
         self.indexes: dict[str, TenantIndex] = {}
         self._lock = threading.RLock()
         self.pg = pick_vector_store(settings, store, encoder.dimension)
@@ -116,6 +120,8 @@ class Knowledge:
                 with self._lock:
                     self.indexes[tenant.id] = index
                 how[tenant.id] = "loaded"
+                if self.rescorer is not None:  # a cache saved before is not encoded again
+                    self.rescorer.warm([e.index_text() for e in entries.values()])
         return how
 
     def _load_shared(self, tenant: str) -> str:
@@ -204,7 +210,10 @@ class Knowledge:
         return len(items)
 
     def vectors(self, entries: Sequence[EntryIn]) -> tuple[np.ndarray, np.ndarray]:
-        """Full-text vectors and question vectors (passages reuse their full-text vector)."""
+        """Full-text vectors and question vectors (passages reuse their full-text vector); the
+        second encoder's vectors go into its cache."""
+        if self.rescorer is not None:
+            self.rescorer.warm([e.index_text() for e in entries])
         full = self.encoder.encode([e.index_text() for e in entries])
         short = full.copy()
         rows = [i for i, e in enumerate(entries) if e.short_text()]

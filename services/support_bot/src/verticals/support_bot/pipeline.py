@@ -3,7 +3,8 @@ rooms that do the work:
 
 - ``tenants``: tenants and their keys (:mod:`verticals.support_bot.tenants`);
 - ``knowledge``: entries and the index lifecycle (:mod:`verticals.support_bot.knowledge`);
-- ``retriever``: dense, BM25 and their fusion (:mod:`verticals.support_bot.retrieval`);
+- ``retriever``: dense, BM25 and their fusion (:mod:`verticals.support_bot.retrieval`), then the
+  second stage: a second encoder (:mod:`verticals.support_bot.rescoring`) and a reranker;
 - policy: answer / clarify / hand off (:mod:`verticals.support_bot.policy`);
 - ``conversations``: drafts, replies, transcripts, handoffs (:mod:`verticals.support_bot.chat`);
 - ``evaluation``: evaluate, calibrate, fine-tuning pairs (:mod:`verticals.support_bot.evaluation`).
@@ -28,6 +29,7 @@ from verticals.support_bot.policy import (
     decide,
     tenant_policy,
 )
+from verticals.support_bot.rescoring import load_rescorer
 from verticals.support_bot.retrieval import Candidate, Mode, Retriever
 from verticals.support_bot.settings import SERVICE, SupportSettings
 from verticals.support_bot.store import Store
@@ -82,6 +84,7 @@ class SupportBot:
         store: Store | None = None,
         registry: Any = None,
         reranker: Any = None,
+        rescorer: Any = None,
     ) -> None:
         from verticals.core.inference import Encoder
 
@@ -96,9 +99,15 @@ class SupportBot:
         )
         self.persist = persist
         self.tenants = Tenants(self.store)
-        self.knowledge = Knowledge(settings, self.store, self.encoder, self.tenants, persist)
+        # None: the one the settings ask for; False: none
+        self.rescorer = load_rescorer(settings) if rescorer is None else rescorer or None
+        self.knowledge = Knowledge(
+            settings, self.store, self.encoder, self.tenants, persist, self.rescorer
+        )
         self.reranker = load_reranker(settings, registry) if reranker is None else reranker or None
-        self.retriever = Retriever(settings, self.encoder, self.knowledge, self.reranker)
+        self.retriever = Retriever(
+            settings, self.encoder, self.knowledge, self.reranker, self.rescorer
+        )
         self.thresholds = KnowledgeThresholds(settings, self.retriever)
         self.conversations = Conversations(
             settings,

@@ -143,7 +143,7 @@ class KnowledgeThresholds:
             self.retriever.retrieve(tenant, q, vector=v, rerank=False)
             for q, v in zip(queries, vectors, strict=True)
         ]
-        self.retriever.rerank(queries, found, everything=True)  # every rival's relevance
+        self.retriever.second_stage(queries, found, everything=True)  # every rival's score
         wrong = []
         for (_, own), candidates in zip(asked, found, strict=True):
             top = candidates[: self.settings.rerank_top]

@@ -1,8 +1,10 @@
 """Retrieval: dense (FAISS or pgvector) and BM25 candidates, both filtered by entry metadata
 inside their search when a filter is given, fused by weighted reciprocal rank fusion, each
-with its cosine similarity to the query and a softmax probability over the top five; then, when
-a reranker is registered, the top ``rerank_top`` re-ordered by the cross-encoder, whose relevance
-probability becomes each one's confidence."""
+with its cosine similarity to the query and a softmax probability over the top five; then the
+second stage: with a second encoder (``rescoring.py``), the top ``rescore_top`` re-ordered by
+the mean of the two encoders' cosines, which becomes each one's confidence; when a reranker is
+registered, the top ``rerank_top`` re-ordered by the cross-encoder, whose relevance probability
+becomes each one's confidence."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from verticals.core.vectorstore import Filter
 from verticals.support_bot.index import TenantIndex, rrf
 from verticals.support_bot.knowledge import Knowledge
+from verticals.support_bot.rescoring import Rescorer
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.text import EntryIn
 
@@ -31,10 +34,17 @@ class Candidate:
     prob: float = 0.0
     relevance: float | None = None
     """The reranker's probability that the entry answers the query (None: not reranked)."""
+    second: float | None = None
+    """The second encoder's cosine (None: not re-scored)."""
+    combined: float | None = None
+    """The mean of the two encoders' cosines, weighted (None: not re-scored)."""
 
     @property
     def confidence(self) -> float:
-        return self.cosine if self.relevance is None else self.relevance
+        """The reranker's relevance, else the re-scored cosine, else the cosine."""
+        if self.relevance is not None:
+            return self.relevance
+        return self.cosine if self.combined is None else self.combined
 
     def citation(self) -> dict[str, str]:
         return {
@@ -51,11 +61,12 @@ def origin(entry: EntryIn) -> str:
 
 
 def softmax_probs(candidates: list[Candidate], temperature: float) -> None:
-    """Set ``prob`` of the top five: softmax of cosine / temperature."""
+    """Set ``prob`` of the top five: softmax of confidence (the cosine before the second stage)
+    / temperature."""
     top = candidates[:5]
     if not top:
         return
-    z = np.array([c.cosine for c in top]) / temperature
+    z = np.array([c.confidence for c in top]) / temperature
     p = np.exp(z - z.max())
     p /= p.sum()
     for c, value in zip(top, p, strict=True):
@@ -69,22 +80,34 @@ class Retriever:
         encoder: Any,
         knowledge: Knowledge,
         reranker: Any = None,
+        rescorer: Rescorer | None = None,
     ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.knowledge = knowledge
         self.reranker = reranker if settings.rerank else None
+        self.rescorer = rescorer
+
+    def second_stage(
+        self, queries: Sequence[str], found: list[list[Candidate]], everything: bool = False
+    ) -> None:
+        """Re-score (second encoder) then rerank (cross-encoder), each when there is one."""
+        if self.rescorer is not None:
+            self.rescorer.rescore(queries, found)
+            for cands in found:
+                softmax_probs(cands, self.settings.temperature)
+        self.rerank(queries, found, everything)
 
     def to_rerank(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The top ``rerank_top`` candidates when the race is close (the fused first one's cosine
+        """The top ``rerank_top`` candidates when the race is close (the first one's confidence
         leads every other entry's by less than ``rerank_gap``), else the first one alone: its
         relevance is all the decision needs."""
         top = candidates[: self.settings.rerank_top]
         if not top:
             return top
         own = origin(top[0].entry)
-        others = [c.cosine for c in top[1:] if origin(c.entry) != own]
-        close = bool(others) and top[0].cosine - max(others) < self.settings.rerank_gap
+        others = [c.confidence for c in top[1:] if origin(c.entry) != own]
+        close = bool(others) and top[0].confidence - max(others) < self.settings.rerank_gap
         return top if close else top[:1]
 
     def rerank(
@@ -122,15 +145,15 @@ class Retriever:
         rerank: bool = True,
         filter: Filter | None = None,
     ) -> list[Candidate]:
-        """Fused (and reranked) candidates, best first, each with its cosine to the query;
-        only entries passing ``filter`` (metadata key/values)."""
+        """Fused candidates, best first, each with its cosine to the query, then (``rerank``)
+        through the second stage; only entries passing ``filter`` (metadata key/values)."""
         index = self.knowledge.fresh_index(tenant)
         k = k or self.settings.candidates
         qvec = vector if vector is not None else self.encoder.encode([query])[0]
         dense = index.dense_many(qvec.reshape(1, -1), k, filter)[0] if mode != "bm25" else []
         found = self.fuse(index, query, qvec, dense, mode, k, boost_category, filter)
         if rerank:
-            self.rerank([query], [found])
+            self.second_stage([query], [found])
         return found
 
     def retrieve_many(
@@ -142,7 +165,7 @@ class Retriever:
         filters: Sequence[Filter | None] | None = None,
     ) -> list[list[Candidate]]:
         """Hybrid candidates for several queries of one tenant: one dense search for all the
-        queries with the same filter, one reranker pass for all."""
+        queries with the same filter, one second-stage pass for all."""
         k = self.settings.candidates
         index = self.knowledge.fresh_index(tenant)
         wanted = list(filters) if filters is not None else [None] * len(queries)
@@ -158,7 +181,7 @@ class Retriever:
             self.fuse(index, q, v, hits, "hybrid", k, boost, f)
             for q, v, hits, boost, f in zip(queries, vectors, dense, boosts, wanted, strict=True)
         ]
-        self.rerank(queries, found)
+        self.second_stage(queries, found)
         return found
 
     def fuse(

