@@ -105,6 +105,8 @@ class SequenceConfig(_Frozen):
     """Share of items trained without their id part in each step (trains the text path)."""
     negatives: int = Field(0, ge=0)
     """0: full softmax over all items; N: the batch's items plus N uniformly sampled ones."""
+    history_cap: int = Field(0, ge=0)
+    """Train on at most each user's latest N items (0: all; caps the few very long histories)."""
 
 
 class RerankingConfig(_Frozen):

@@ -9,9 +9,13 @@ training, so the text path is trained for them.
 
 Data (``data.path``, a folder): ``items.npy`` (float32 text vectors, one row per item),
 ``items.json`` (the item ids, same order) and ``sequences.jsonl`` (``{"user": str, "items":
-[row, ...]}``, oldest first). Split: leave-last-out per user with >= 3 items (last item = test,
-the one before = validation); users with fewer items only train. Metrics: HR@10 and NDCG@10 over
-all items, the user's history excluded.
+[row, ...], "positive": [bool, ...]}``, oldest first; ``positive`` is optional, default all
+true). Every item a user touched is an input (a view, a low rating: context); only positive
+items are targets. Training is autoregressive: at every position of every user's history the
+target is the user's next positive item (full softmax over all items). Split: leave-last-out
+over the positives of users with >= 3 (the last positive = test, the one before = validation,
+each with every item before it as history); users with fewer positives only train. Metrics:
+HR@10 and NDCG@10 over all items, the user's whole history excluded (the service's seen filter).
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ WEIGHTS_FILE = "tower.safetensors"
 
 @dataclass
 class Sequences:
-    """Item text vectors, item ids and each user's item rows (oldest first)."""
+    """Item text vectors, item ids and each user's item rows (oldest first); ``positive``
+    marks the targets among them (None: all)."""
 
     vectors: np.ndarray
     item_ids: list[str]
     users: list[str]
     items: list[list[int]]
+    positive: list[list[bool]] | None = None
 
     @classmethod
     def load(cls, folder: str | Path) -> Sequences:
@@ -56,7 +62,7 @@ class Sequences:
         item_ids = json.loads((folder / "items.json").read_text())
         if len(item_ids) != len(vectors):
             raise ValueError(f"{folder}: {len(item_ids)} item ids for {len(vectors)} vectors")
-        users, items = [], []
+        users, items, positive = [], [], []
         for number, line in enumerate((folder / "sequences.jsonl").read_text().splitlines(), 1):
             if not line.strip():
                 continue
@@ -64,9 +70,20 @@ class Sequences:
             rows = [int(i) for i in row["items"]]
             if rows and not 0 <= min(rows) <= max(rows) < len(vectors):
                 raise ValueError(f"{folder}/sequences.jsonl:{number}: item row out of range")
+            flags = [bool(f) for f in row.get("positive", [True] * len(rows))]
+            if len(flags) != len(rows):
+                raise ValueError(f"{folder}/sequences.jsonl:{number}: positive and items differ")
             users.append(str(row["user"]))
             items.append(rows)
-        return cls(vectors, list(item_ids), users, items)
+            positive.append(flags)
+        everything = all(all(flags) for flags in positive)
+        return cls(vectors, list(item_ids), users, items, None if everything else positive)
+
+    def flags(self) -> list[list[bool]]:
+        """Each user's positive flags (all true when none were given)."""
+        if self.positive is not None:
+            return self.positive
+        return [[True] * len(rows) for rows in self.items]
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -74,37 +91,50 @@ class Sequences:
         np.save(folder / "items.npy", self.vectors.astype(np.float32))
         (folder / "items.json").write_text(json.dumps(self.item_ids))
         with (folder / "sequences.jsonl").open("w") as handle:
-            for user, rows in zip(self.users, self.items, strict=True):
-                handle.write(json.dumps({"user": user, "items": rows}) + "\n")
+            for user, rows, flags in zip(self.users, self.items, self.flags(), strict=True):
+                row: dict[str, Any] = {"user": user, "items": rows}
+                if not all(flags):
+                    row["positive"] = flags
+                handle.write(json.dumps(row) + "\n")
         return folder
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         digest.update(self.vectors.tobytes())
-        for user, rows in zip(self.users, self.items, strict=True):
-            digest.update(f"{user}:{rows}\n".encode())
+        for user, rows, flags in zip(self.users, self.items, self.flags(), strict=True):
+            marks = "" if all(flags) else "".join("1" if f else "0" for f in flags)
+            digest.update(f"{user}:{rows}{marks}\n".encode())
         return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Split:
-    """Leave-last-out: training prefixes, and (history, target) pairs for validation and test."""
+    """Leave-last-out over the positives: training histories (every item before the validation
+    target, with their positive flags), and (history, target) pairs for validation and test."""
 
     train: list[list[int]]
     validation: list[tuple[list[int], int]]
     test: list[tuple[list[int], int]]
+    train_positive: list[list[bool]] | None = None
 
 
-def leave_last_out(sequences: list[list[int]]) -> Split:
-    train, validation, test = [], [], []
-    for rows in sequences:
-        if len(rows) >= 3:
-            train.append(rows[:-2])
-            validation.append((rows[:-2], rows[-2]))
-            test.append((rows[:-1], rows[-1]))
+def leave_last_out(sequences: list[list[int]], positive: list[list[bool]] | None = None) -> Split:
+    """The last positive of each user with >= 3 positives is the test target, the one before
+    the validation target; each target's history is every item before it (context too)."""
+    train, flags, validation, test = [], [], [], []
+    for u, rows in enumerate(sequences):
+        marks = positive[u] if positive is not None else [True] * len(rows)
+        targets = [i for i, mark in enumerate(marks) if mark]
+        if len(targets) >= 3:
+            v, t = targets[-2], targets[-1]
+            train.append(rows[:v])
+            flags.append(marks[:v])
+            validation.append((rows[:v], rows[v]))
+            test.append((rows[:t], rows[t]))
         elif rows:
             train.append(rows)
-    return Split(train, validation, test)
+            flags.append(marks)
+    return Split(train, validation, test, flags)
 
 
 # ---- the network -------------------------------------------------------------------------
@@ -165,18 +195,43 @@ def build_network(text_dim: int, n_items: int, config: SequenceConfig) -> Any:
     return TowerNet()
 
 
-def _windows(train: list[list[int]], length: int, rng: np.random.Generator) -> np.ndarray:
-    """(users, length + 1) item rows, -1 = padding on the left: one window per user, ending
-    at a random point of their history (the full softmax is the cost: one window keeps an
-    epoch cheap, and over the epochs every part of a long history is seen)."""
-    out = []
-    for rows in train:
-        if len(rows) < 2:
+def _windows(
+    train: list[list[int]],
+    positive: list[list[bool]] | None,
+    length: int,
+    rng: np.random.Generator,
+    cap: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets), each (windows, length), -1 = padding on the left. The target of an
+    input position is the user's next positive item after it. Every position of every history
+    is in some window (chunks of ``length`` from the end, a random phase per epoch); ``cap``:
+    only each history's latest ``cap`` positions (0: all)."""
+    inputs, targets = [], []
+    for u, rows in enumerate(train):
+        marks = positive[u] if positive is not None else [True] * len(rows)
+        if cap:
+            rows, marks = rows[-cap:], marks[-cap:]
+        following, upcoming = [-1] * len(rows), -1
+        for i in range(len(rows) - 1, -1, -1):
+            following[i] = upcoming
+            if marks[i]:
+                upcoming = rows[i]
+        if upcoming < 0 or max(following) < 0:
             continue
-        end = int(rng.integers(2, len(rows) + 1))
-        window = rows[max(0, end - length - 1) : end]
-        out.append([-1] * (length + 1 - len(window)) + window)
-    return np.array(out, dtype=np.int64).reshape(-1, length + 1)
+        phase = int(rng.integers(0, length))
+        ends = [len(rows)] + [e for e in range(len(rows) - phase, 0, -length) if e < len(rows)]
+        for end in ends:
+            begin = max(0, end - length)
+            if max(following[begin:end]) < 0:
+                continue
+            pad = [-1] * (length - (end - begin))
+            inputs.append(pad + rows[begin:end])
+            targets.append(pad + following[begin:end])
+    shape = (-1, length)
+    return (
+        np.array(inputs, dtype=np.int64).reshape(shape),
+        np.array(targets, dtype=np.int64).reshape(shape),
+    )
 
 
 def _pad(histories: list[list[int]], length: int) -> np.ndarray:
@@ -250,15 +305,17 @@ def fit_tower(
     config: SequenceConfig,
     training: TrainingConfig,
     log: Callable[[str], None] | None = None,
+    positive: list[list[bool]] | None = None,
 ) -> Fitted:
-    """Full-softmax next-item training (every position of every window), AdamW, validation
-    HR@10 after each epoch, early stopping with the best weights restored."""
+    """Next-positive-item training at every position of every history (full softmax unless
+    ``config.negatives``), AdamW, validation HR@10 after each epoch, early stopping with the
+    best weights restored. ``positive``: the targets among ``train``'s items (None: all)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread beats several on a shared CPU
     try:
-        return _fit(text, train, validation, config, training, log)
+        return _fit(text, train, positive, validation, config, training, log)
     finally:
         torch.set_num_threads(threads)
 
@@ -266,6 +323,7 @@ def fit_tower(
 def _fit(
     text: np.ndarray,
     train: list[list[int]],
+    positive: list[list[bool]] | None,
     validation: list[tuple[list[int], int]],
     config: SequenceConfig,
     training: TrainingConfig,
@@ -286,19 +344,26 @@ def _fit(
     best, best_state, history, stale, steps = -1.0, None, [], 0, 0
     for epoch in range(training.epochs):
         net.train()
-        windows = _windows(train, config.max_length, rng)
-        windows = windows[rng.permutation(len(windows))]
+        all_inputs, all_targets = _windows(
+            train, positive, config.max_length, rng, config.history_cap
+        )
+        order = rng.permutation(len(all_inputs))
+        all_inputs, all_targets = all_inputs[order], all_targets[order]
         total = 0.0
-        for start in range(0, len(windows), training.batch_size):
-            batch = torch.from_numpy(windows[start : start + training.batch_size])
+        for start in range(0, len(all_inputs), training.batch_size):
+            inputs = torch.from_numpy(all_inputs[start : start + training.batch_size])
+            targets = torch.from_numpy(all_targets[start : start + training.batch_size])
             rows = torch.arange(len(text_t))
             if config.negatives and config.negatives < len(text_t):
                 sampled = torch.randint(0, len(text_t), (config.negatives,))
-                rows = torch.unique(torch.cat([batch[batch >= 0], sampled]))
-                batch = torch.where(batch >= 0, torch.searchsorted(rows, batch.clamp(min=0)), -1)
+                both = torch.cat([inputs, targets])
+                rows = torch.unique(torch.cat([both[both >= 0], sampled]))
+                inputs, targets = (
+                    torch.where(b >= 0, torch.searchsorted(rows, b.clamp(min=0)), -1)
+                    for b in (inputs, targets)
+                )
             keep = (torch.rand(len(rows)) >= config.id_dropout).float()
             items = net.items(text_t[rows], keep, rows)
-            inputs, targets = batch[:, :-1], batch[:, 1:]
             users = net.users(_gather(items, inputs))
             real = (targets >= 0) & (inputs >= 0)
             logits = users[real] @ items.T
@@ -306,10 +371,12 @@ def _fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(batch)
+            total += loss.item() * len(inputs)
             steps += 1
         score = ranking_metrics(score_users(net, text, validation, config.max_length))["hr@10"]
-        history.append({"epoch": epoch + 1, "loss": total / max(len(windows), 1), "hr@10": score})
+        history.append(
+            {"epoch": epoch + 1, "loss": total / max(len(all_inputs), 1), "hr@10": score}
+        )
         if log:
             log(
                 f"tower epoch {epoch + 1}: loss {history[-1]['loss']:.3f}, validation HR@10 {score}"
@@ -421,7 +488,7 @@ def score_directory(
     tower = UserTower.from_directory(model_dir)
     data = Sequences.load(data_dir)
     items = tower.item_vectors(data.vectors, data.item_ids)
-    split = leave_last_out(data.items)
+    split = leave_last_out(data.items, data.positive)
     ranks = []
     for history, target in split.test if part == "test" else split.validation:
         user = tower.user_vector(items[history])
@@ -442,12 +509,18 @@ def train_sequence(
     ``data`` or the config's data folder."""
     registry = registry or ModelRegistry.default()
     data = data if data is not None else Sequences.load(config.data.file())
-    split = leave_last_out(data.items)
+    split = leave_last_out(data.items, data.positive)
     if not split.validation:
         raise ValueError(f"{config.data.name}: no user has 3 or more items to validate on")
     log = print if show_progress else None
     fitted = fit_tower(
-        data.vectors, split.train, split.validation, config.sequence, config.training, log
+        data.vectors,
+        split.train,
+        split.validation,
+        config.sequence,
+        config.training,
+        log,
+        split.train_positive,
     )
     test_ranks = score_users(fitted.net, data.vectors, split.test, config.sequence.max_length)
     metrics = ranking_metrics(test_ranks)

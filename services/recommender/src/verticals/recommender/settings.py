@@ -72,6 +72,8 @@ class RecommenderSettings(ServiceSettings):
     ab_salt: str = "ab-1"
     tower_task: str = "recommender-tower"
     """Registry task of the learnt user tower; served (variant A) once a version is promoted."""
+    tower_target_events: tuple[str, ...] = ("click", "add_to_cart", "purchase")
+    """Event types the tower learns to predict; other events (views) are context it reads."""
     tower_weights: ScorerWeights = ScorerWeights(text=1.0, popularity=0.4, cooccurrence=2.0)
     """Blend with the tower: ``text`` weighs the tower's score (tuned on MovieLens validation)."""
     sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"

@@ -158,7 +158,8 @@ def load_tower(settings: RecommenderSettings, registry: Any = None) -> Any:
 
 def log_as_sequences(settings: RecommenderSettings) -> Any:
     """The event log as the core's sequence data: stored item text vectors (no re-encoding)
-    and each user's items in first-touch order."""
+    and each user's items in first-touch order; an item is a target (positive) when the user
+    had an event of a ``tower_target_events`` type on it, else context (a view)."""
     from verticals.core.sequence import Sequences
     from verticals.recommender.store import Store
 
@@ -170,18 +171,26 @@ def log_as_sequences(settings: RecommenderSettings) -> Any:
             ids.append(row[1])
             vectors.append(np.frombuffer(row[6], dtype=np.float32))
     row_of = {item_id: i for i, item_id in enumerate(ids)}
+    targets = set(settings.tower_target_events)
     per_user: dict[str, list[int]] = {}
-    touched: set[tuple[str, int]] = set()
+    flags: dict[str, list[bool]] = {}
+    place: dict[tuple[str, int], int] = {}
     for batch in store.iter_events():
-        for user, item_id, _, _ in batch:
+        for user, item_id, event_type, _ in batch:
             at = row_of.get(item_id)
-            if at is not None and (user, at) not in touched:
-                touched.add((user, at))
-                per_user.setdefault(user, []).append(at)
+            if at is None:
+                continue
+            if (user, at) not in place:
+                place[(user, at)] = len(per_user.setdefault(user, []))
+                per_user[user].append(at)
+                flags.setdefault(user, []).append(False)
+            if event_type in targets:
+                flags[user][place[(user, at)]] = True
     store.db.dispose()
     dim = vectors[0].shape[0] if vectors else 1
     matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
-    return Sequences(matrix, ids, list(per_user), list(per_user.values()))
+    users = list(per_user)
+    return Sequences(matrix, ids, users, [per_user[u] for u in users], [flags[u] for u in users])
 
 
 def train_tower_from_log(
@@ -200,9 +209,9 @@ def train_tower_from_log(
     from verticals.core.training import TrainOutcome, train_and_gate
 
     data = log_as_sequences(settings)
-    users = sum(len(rows) >= 3 for rows in data.items)
+    users = sum(sum(marks) >= 3 for marks in data.flags())
     if users < 5:
-        return {"promoted": False, "reason": f"only {users} users with >= 3 items"}
+        return {"promoted": False, "reason": f"only {users} users with >= 3 target events"}
     registry = registry or ModelRegistry.default()
     task = settings.tower_task
     config = TrainConfig(

@@ -1,21 +1,29 @@
 """MovieLens figures for the learnt user tower, side by side with popularity, EASE,
-co-occurrence and the previous hybrid, paired on the same users (same protocol as
-:mod:`verticals.recommender.movielens`), plus the seen filter and the cold-item protocol.
+co-occurrence and the previous hybrid, paired on the same users (same targets as
+:mod:`verticals.recommender.movielens`: each user's last liked rating is the test item, the one
+before it the validation item), plus the seen filter and the cold-item protocol.
 
-Seen filter: everything the user rated before the test time (any rating, not only the liked
-ones) is excluded from the ranking, as the service excludes every item a user had an event on.
+The tower reads every rating (a low one is context, as a view is in the service: something the
+user saw) and is trained to predict the next liked item. Two figures per model: ``figures`` (the
+classic protocol: only the user's earlier liked items are excluded from the ranking) and
+``figures_seen_filter`` (what the service does: everything the user rated before the test item,
+low ratings too, is excluded). The blend's weights are tuned on the validation items with the
+seen filter (the served behaviour); the test items are scored once.
 
 Cold items: a cut-off time makes the items first rated after it (the newest fifth of the
-catalog) new. New items are kept out of training: models learn from the liked ratings of the
-known items only (every user, every time; a tested user's own history stops at the test event).
-Each user with >= 3 liked known items before their first liked new item is tested on that item,
-ranked over all items (and, separately, among the new items only), their history excluded. New
-items have no interactions: popularity and EASE cannot rank them, the tower finds them through
-their text (its id part is left out).
+catalog) new. New items are kept out of training: models learn from the ratings of the known
+items only (every user, every time; a tested user's own history stops at the test event). Each
+user with >= 3 liked known items before their first liked new item is tested on that item,
+ranked over all items (and, separately, among the new items only), their earlier ratings
+excluded. New items have no interactions: popularity and EASE cannot rank them; the text path
+(the user's mean item text vector against item texts) and the tower (text-only vectors for new
+items) find them through their text; "newest" ranks by release year (the catalog's newest items,
+the service's cold-start fill), "random" is chance.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +38,27 @@ from verticals.recommender.tower import TOWER_SETTINGS
 
 TOWER = SequenceConfig(**TOWER_SETTINGS)
 TRAINING = TrainingConfig(
-    epochs=60, batch_size=128, learning_rate=3e-3, weight_decay=0.0, patience=8
+    epochs=40, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=4
 )
 BLEND_GRID = [
     (1.0, p, c) for p in (0.0, 0.05, 0.1, 0.2, 0.4) for c in (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ]
+NAMES = ["popularity", "text", "ease", "cooccurrence", "hybrid", "user_tower", "blend"]
+
+
+def rating_sequences(data: MovieLens) -> tuple[list[str], list[list[int]], list[list[bool]]]:
+    """Every user's ratings in time order (ties by row order, as the liked events), with a
+    flag per rating: liked (a target) or not (context)."""
+    liked = {(user, item) for user, item, _ in data.events}
+    order = sorted(range(len(data.rated)), key=lambda r: data.rated[r][2])
+    per_user: dict[str, tuple[list[int], list[bool]]] = {}
+    for r in order:
+        user, item, _ = data.rated[r]
+        items, flags = per_user.setdefault(user, ([], []))
+        items.append(item)
+        flags.append((user, item) in liked)
+    users = list(per_user)
+    return users, [per_user[u][0] for u in users], [per_user[u][1] for u in users]
 
 
 def histories(data: MovieLens, held: set[int]) -> dict[str, list[int]]:
@@ -71,7 +95,11 @@ def ease(history: dict[str, list[int]], n_items: int, lam: float = 500.0) -> np.
 
 
 def tower_scores(
-    net: Any, text: np.ndarray, users: list[list[int]], max_length: int, known: np.ndarray | None
+    net: Any,
+    text: np.ndarray,
+    users: list[list[int]],
+    max_length: int,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """(users, items) tower scores; ``known`` False: the item's id part is left out."""
     import torch
@@ -107,23 +135,38 @@ def _blend(
 def train_movielens_tower(
     data: MovieLens, vectors: np.ndarray, registry: Any, task: str, show_progress: bool
 ) -> tuple[Any, dict[str, Any]]:
-    """Train the tower with the core's ``sequence`` kind on every user's liked items in time
-    order: its leave-last-out split is this protocol's (last = test, the one before =
-    validation), so it learns from the training items only. Returns the net and its card."""
+    """Train the tower with the core's ``sequence`` kind on every user's ratings in time order
+    (liked ones are the targets): its leave-last-out split is this protocol's (last liked =
+    test, the one before = validation), so it learns from the training items only. Returns the
+    net and its card."""
     from verticals.core.config import DataConfig, TrainConfig
     from verticals.core.sequence import Sequences, UserTower
     from verticals.core.training import run_training
 
-    per_user = histories(data, set())
-    sequences = Sequences(
-        vectors, [str(i) for i in range(len(vectors))], list(per_user), list(per_user.values())
-    )
+    users, items, flags = rating_sequences(data)
+    sequences = Sequences(vectors, [str(i) for i in range(len(vectors))], users, items, flags)
     config = TrainConfig(
         task=task, kind="sequence", data=DataConfig(), sequence=TOWER, training=TRAINING
     )
     outcome = run_training(config, registry, show_progress=show_progress, records=sequences)
     registry.promote(task, outcome.version, force=True)
     return UserTower.from_directory(outcome.path).net, registry.card(task, outcome.version)
+
+
+def _ranks(
+    scores: dict[str, np.ndarray], liked_before: np.ndarray, rated_before: np.ndarray, target: int
+) -> tuple[dict[str, int], dict[str, int], dict[str, np.ndarray]]:
+    """Per model: the target's rank without the seen filter (earlier liked items excluded),
+    with it (every earlier rating excluded), and the unfiltered top 10 (coverage)."""
+    plain, seen, tops = {}, {}, {}
+    n = len(next(iter(scores.values())))
+    for name, row in scores.items():
+        plain[name] = rank_of(row, liked_before, target)
+        seen[name] = rank_of(row, rated_before, target)
+        masked = row.astype(np.float64) - np.arange(n) * 1e-9
+        masked[liked_before] = -np.inf
+        tops[name] = np.argpartition(-masked, K)[:K]
+    return plain, seen, tops
 
 
 def evaluate_tower(
@@ -136,51 +179,57 @@ def evaluate_tower(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the tower on the training split (filed in ``registry`` under the service's tower
-    task); test figures of every model on the same users."""
+    task); test figures of every model on the same users, with and without the seen filter."""
     n = len(data.texts)
     users = list(data.test)
+    all_users, sequences, flags = rating_sequences(data)
+    split = leave_last_out(sequences, flags)
+    tested = [u for u, f in zip(all_users, flags, strict=True) if sum(f) >= 3]
+    validation = dict(zip(tested, split.validation, strict=True))
+    test = dict(zip(tested, split.test, strict=True))
+    for u in users:  # the tower's split is this protocol's, item for item
+        if (test[u][1], validation[u][1]) != (
+            data.events[data.test[u]][1],
+            data.events[data.validation[u]][1],
+        ):
+            raise RuntimeError(f"user {u}: the rating order differs from the liked events'")
     held_both = set(data.test.values()) | set(data.validation.values())
-    train_hist = histories(data, held_both)
     test_hist = histories(data, set(data.test.values()))
     net, card = train_movielens_tower(data, vectors, registry, settings.tower_task, True)
     log(f"tower trained: {card['metrics']}")
-    validation = [(train_hist[u], data.events[data.validation[u]][1]) for u in users]
 
-    # blend weights on the validation items (the validation model holds both items out)
+    # blend weights on the validation items, with the seen filter (the served behaviour)
     val_model = build_model(data, vectors, held_both, settings, window)
-    val_tower = tower_scores(net, vectors, [train_hist[u] for u in users], TOWER.max_length, None)
+    val_tower = tower_scores(net, vectors, [validation[u][0] for u in users], TOWER.max_length)
     val_signals = [user_signals(val_model, val_model.users[u], n) for u in users]
     best = (-1.0, BLEND_GRID[0])
     for weights in BLEND_GRID:
         val_ranks = np.array(
             [
-                rank_of(_blend(val_signals[i], val_tower[i], weights), np.array(train_hist[u]), t)
-                for i, (u, (_, t)) in enumerate(zip(users, validation, strict=True))
+                rank_of(
+                    _blend(val_signals[i], val_tower[i], weights),
+                    np.array(validation[u][0], dtype=np.int64),
+                    validation[u][1],
+                )
+                for i, u in enumerate(users)
             ]
         )
         ndcg = metrics(val_ranks, np.zeros((1, K), dtype=np.int64), n)["ndcg@10"]
         if ndcg > best[0]:
             best = (ndcg, weights)
     chosen = best[1]
-    log(f"blend weights (validation NDCG@10 {best[0]}): {chosen}")
+    log(f"blend weights (validation NDCG@10 {best[0]}, seen filter): {chosen}")
     del val_signals, val_tower
 
     # test: every model, the same users
     model = build_model(data, vectors, set(data.test.values()), settings, window)
-    test_tower = tower_scores(net, vectors, [test_hist[u] for u in users], TOWER.max_length, None)
-    ease_b = ease({u: r for u, r in test_hist.items()}, n)
-    seen_before: dict[str, set[int]] = {u: set() for u in users}
-    test_time = {u: data.events[data.test[u]][2] for u in users}
-    for user, item, ts in data.rated:
-        if user in seen_before and ts < test_time[user]:
-            seen_before[user].add(item)
+    test_tower = tower_scores(net, vectors, [test[u][0] for u in users], TOWER.max_length)
+    ease_b = ease(test_hist, n)
     hyb = np.array([hybrid.text, hybrid.popularity, hybrid.cooccurrence], dtype=np.float32)
-    names = ["popularity", "text", "ease", "cooccurrence", "hybrid", "user_tower", "blend"]
-    ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
-    seen_ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
-    tops = {name: np.zeros((len(users), K), dtype=np.int64) for name in names}
+    ranks = {name: np.zeros(len(users), dtype=np.int64) for name in NAMES}
+    seen_ranks = {name: np.zeros(len(users), dtype=np.int64) for name in NAMES}
+    tops = {name: np.zeros((len(users), K), dtype=np.int64) for name in NAMES}
     for i, user in enumerate(users):
-        target = data.events[data.test[user]][1]
         history = np.array(test_hist[user], dtype=np.int64)
         x = np.zeros(n, dtype=np.float32)
         x[history] = 1.0
@@ -194,19 +243,20 @@ def evaluate_tower(
             "user_tower": test_tower[i],
             "blend": _blend(sig, test_tower[i], chosen),
         }
-        everything = np.union1d(history, np.fromiter(seen_before[user] - {target}, np.int64))
-        for name, row in scores.items():
-            ranks[name][i] = rank_of(row, history, target)
-            seen_ranks[name][i] = rank_of(row, everything, target)
-            masked = row.astype(np.float64) - np.arange(n) * 1e-9
-            masked[history] = -np.inf
-            tops[name][i] = np.argpartition(-masked, K)[:K]
+        rated = np.array(test[user][0], dtype=np.int64)
+        plain, seen, top = _ranks(scores, history, rated, test[user][1])
+        for name in NAMES:
+            ranks[name][i], seen_ranks[name][i], tops[name][i] = plain[name], seen[name], top[name]
     del ease_b
-    figures = {name: metrics(ranks[name], tops[name], n) for name in names}
-    seen_figures = {
-        name: metrics(seen_ranks[name], tops[name], n) for name in names
-    }  # coverage from the unfiltered lists
-    hits = {name: (ranks[name] < K).astype(np.float64) for name in names}
+    hits = {name: (ranks[name] < K).astype(np.float64) for name in NAMES}
+    seen_hits = {name: (seen_ranks[name] < K).astype(np.float64) for name in NAMES}
+    pairs = [
+        ("blend", "hybrid"),
+        ("blend", "ease"),
+        ("blend", "user_tower"),
+        ("user_tower", "ease"),
+        ("user_tower", "popularity"),
+    ]
     return {
         "users": len(users),
         "tower": {
@@ -214,8 +264,8 @@ def evaluate_tower(
             "training": TRAINING.model_dump(),
             "train_seconds": card["training"]["seconds"],
             "epochs": len(card["training"]["history"]),
-            "validation_hr@10": card["metrics"]["validation_hr@10"],
-            "registry_card_test_metrics": {
+            "validation_hr@10_seen_filter": card["metrics"]["validation_hr@10"],
+            "registry_card_test_metrics_seen_filter": {
                 k: card["metrics"][k] for k in ("hr@10", "ndcg@10", "test_popularity_hr@10")
             },
         },
@@ -223,18 +273,28 @@ def evaluate_tower(
             "tower": chosen[0],
             "popularity": chosen[1],
             "cooccurrence": chosen[2],
-            "tuned_on": "validation NDCG@10",
+            "tuned_on": "validation NDCG@10, seen filter",
         },
-        "figures": figures,
-        "figures_seen_filter": seen_figures,
-        "hr10_ci95": {name: bootstrap_ci(hits[name]) for name in names},
-        "paired_difference_ci95": {
-            "blend - hybrid": paired_ci(hits["blend"], hits["hybrid"]),
-            "blend - ease": paired_ci(hits["blend"], hits["ease"]),
-            "user_tower - ease": paired_ci(hits["user_tower"], hits["ease"]),
-            "user_tower - popularity": paired_ci(hits["user_tower"], hits["popularity"]),
+        "figures": {name: metrics(ranks[name], tops[name], n) for name in NAMES},
+        "figures_seen_filter": {  # coverage from the unfiltered lists
+            name: metrics(seen_ranks[name], tops[name], n) for name in NAMES
+        },
+        "hr10_ci95": {name: bootstrap_ci(hits[name]) for name in NAMES},
+        "hr10_ci95_seen_filter": {name: bootstrap_ci(seen_hits[name]) for name in NAMES},
+        "paired_difference_ci95": {f"{a} - {b}": paired_ci(hits[a], hits[b]) for a, b in pairs},
+        "paired_difference_ci95_seen_filter": {
+            f"{a} - {b}": paired_ci(seen_hits[a], seen_hits[b]) for a, b in pairs
         },
     }
+
+
+def release_years(texts: list[str]) -> np.ndarray:
+    """Each item's release year from its text ('Title (1995). Genres'), 0 when none."""
+    out = np.zeros(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        found = re.findall(r"\((\d{4})\)", text)
+        out[i] = float(found[-1]) if found else 0.0
+    return out
 
 
 def evaluate_cold_items(
@@ -245,31 +305,38 @@ def evaluate_cold_items(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The cold-item protocol (see the module docstring)."""
+    n = len(data.texts)
     first: dict[int, float] = {}
     for _, item, ts in data.rated:
         first[item] = min(first.get(item, ts), ts)
     cutoff = float(np.quantile(list(first.values()), 1.0 - new_share))
-    cold = np.array([first.get(i, np.inf) > cutoff for i in range(len(data.texts))])
-    target: dict[str, tuple[int, float]] = {}
-    for user, item, ts in data.events:
-        if cold[item] and user not in target:
-            target[user] = (item, ts)
-    history: dict[str, list[int]] = {}
-    for user, item, ts in data.events:  # liked known items before the user's test event
-        if not cold[item] and (user not in target or ts < target[user][1]):
-            history.setdefault(user, []).append(item)
-    users = [u for u in target if len(history.get(u, [])) >= 3]
+    cold = np.array([first.get(i, np.inf) > cutoff for i in range(n)])
     warm = np.flatnonzero(~cold)
     row_of = {int(item): r for r, item in enumerate(warm)}
-    sequences = [[row_of[i] for i in rows] for rows in history.values()]
-    split = leave_last_out(sequences)
-    fitted = fit_tower(vectors[warm], split.train, split.validation, TOWER, TRAINING, log)
+    all_users, sequences, flags = rating_sequences(data)
+    target: dict[str, int] = {}
+    history: dict[str, list[int]] = {}  # every known item rated before the test event
+    train_rows, train_flags = [], []
+    for user, rows, marks in zip(all_users, sequences, flags, strict=True):
+        stop = next((j for j, i in enumerate(rows) if cold[i] and marks[j]), len(rows))
+        known = [(i, m) for i, m in zip(rows[:stop], marks[:stop], strict=True) if not cold[i]]
+        if stop < len(rows) and sum(m for _, m in known) >= 3:
+            target[user] = rows[stop]
+            history[user] = [i for i, _ in known]
+        else:  # not tested: every known item trains
+            known = [(i, m) for i, m in zip(rows, marks, strict=True) if not cold[i]]
+        train_rows.append([row_of[i] for i, _ in known])
+        train_flags.append([m for _, m in known])
+    users = list(target)
+    split = leave_last_out(train_rows, train_flags)
+    fitted = fit_tower(
+        vectors[warm], split.train, split.validation, TOWER, TRAINING, log, split.train_positive
+    )
     log(f"cold-item tower trained in {fitted.seconds:.0f}s on {len(warm)} known items")
 
     # the tower over the whole catalog: known items keep their id part, new ones text only
     import torch
 
-    n = len(data.texts)
     net = fitted.net
     if net.ids is not None:
         ids = net.ids.weight.detach().clone()
@@ -277,37 +344,43 @@ def evaluate_cold_items(
         full[torch.from_numpy(warm)] = ids
         net.ids.weight = torch.nn.Parameter(full)
     scores = tower_scores(net, vectors, [history[u] for u in users], TOWER.max_length, ~cold)
-    kept = {u: len(rows) for u, rows in history.items()}
+    # the interaction model: liked known items, each tested user's up to the test event
+    liked_set = {(u, i) for u, i, _ in data.events}
+    kept = {u: sum((u, i) in liked_set for i in history[u]) for u in users}
     seen: dict[str, int] = {}
     held = set()
     for position, (user, item, _) in enumerate(data.events):
-        if cold[item] or seen.get(user, 0) >= kept.get(user, 0):
-            held.add(position)  # new items and each user's events after their test event
+        if cold[item] or (user in kept and seen.get(user, 0) >= kept[user]):
+            held.add(position)
         else:
             seen[user] = seen.get(user, 0) + 1
     model = build_model(data, vectors, held, settings, settings.cooccurrence_window)
-    ease_b = ease(history, n)
-    names = ["popularity", "ease", "text", "user_tower"]
+    liked_hist = {u: [i for i in history[u] if (u, i) in liked_set] for u in users}
+    ease_b = ease(liked_hist, n)
+    years = release_years(data.texts)
+    names = ["popularity", "ease", "newest", "text", "user_tower"]
     ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
     new_ranks = {name: np.zeros(len(users), dtype=np.int64) for name in names}
     new_items = np.flatnonzero(cold)
     for i, user in enumerate(users):
         own = np.array(history[user], dtype=np.int64)
         x = np.zeros(n, dtype=np.float32)
-        x[own] = 1.0
+        x[liked_hist[user]] = 1.0
         sig = user_signals(model, model.users[user], n)
-        rows = {
+        model_scores = {
             "popularity": sig[1],
             "ease": x @ ease_b,
+            "newest": years,
             "text": sig[0],
             "user_tower": scores[i],
         }
-        for name, row in rows.items():
-            ranks[name][i] = rank_of(row, own, target[user][0])
+        for name, row in model_scores.items():
+            ranks[name][i] = rank_of(row, own, target[user])
             only_new = np.full(n, -np.inf)
             only_new[new_items] = row[new_items]
-            new_ranks[name][i] = rank_of(only_new, own, target[user][0])
+            new_ranks[name][i] = rank_of(only_new, own, target[user])
     empty = np.zeros((1, K), dtype=np.int64)
+    hits = {name: (ranks[name] < K).astype(float) for name in names}
     return {
         "protocol": __doc__.split("Cold items: ", 1)[1].strip().replace("\n", " ")
         if __doc__
@@ -322,5 +395,11 @@ def evaluate_cold_items(
             name: metrics(new_ranks[name], empty, n) for name in names
         },
         "random_hr@10_among_new_items": round(K / max(int(cold.sum()), 1), 4),
-        "hr10_ci95": {name: bootstrap_ci((ranks[name] < K).astype(float)) for name in names},
+        "random_hr@10": round(K / n, 4),
+        "hr10_ci95": {name: bootstrap_ci(hits[name]) for name in names},
+        "paired_difference_ci95": {
+            "user_tower - text": paired_ci(hits["user_tower"], hits["text"]),
+            "text - newest": paired_ci(hits["text"], hits["newest"]),
+            "user_tower - newest": paired_ci(hits["user_tower"], hits["newest"]),
+        },
     }
