@@ -11,10 +11,13 @@
    with the reranker off (`p99_ms_base`) and once with everything on (`p99_ms`).
 3. Real collections nobody here wrote (`real_sets`, loaded by `verticals.support_bot.realqa`):
    each in a fresh uncalibrated tenant, every answer posted as a text document, every question
-   asked; hit@1 of the untrained encoder searched exactly in fp32 (`hit1_dense_base`), of BM25,
-   of the fused retrievers and of the product (fused + reranker); answer precision and coverage
-   of the uncalibrated policy; out-of-scope probes (LiveQA / MedicationQA health questions)
-   handed off. The reranker is trained first (FiQA, PrivacyQA, BoolQ): the Python, Debian and
+   asked; hit@1 of the untrained encoder searched exactly in fp32 (`hit1_dense_base`), of the
+   untrained all-mpnet-base-v2 searched the same way (`hit1_dense_mpnet_base`), of BM25,
+   of the fused retrievers and of the product (fused, then the second stage: all-mpnet-base-v2
+   re-scoring the fused top candidates, and the reranker when it passed its gate); answer
+   precision and coverage of the uncalibrated policy; out-of-scope probes (LiveQA /
+   MedicationQA health questions) handed off. The reranker is trained first (FiQA, PrivacyQA,
+   BoolQ); the second stage's settings were chosen on the Python FAQ and FiQA: the Debian and
    Savvly FAQs are held out of every training and tuning step.
 """
 
@@ -56,9 +59,13 @@ REAL_SETS = {"python_faq": False, "debian_faq": True, "savvly_faq": True, "fiqa"
 (FiQA trains the reranker; the Python FAQ and FiQA chose the knowledge-base threshold's
 quantile, ``SupportSettings.pseudo_quantile``). ``SUPPORT_BENCH_SETS=a,b`` measures a subset."""
 USED_FOR = {
-    "python_faq": "choosing the default-threshold quantile (pseudo_quantile)",
-    "fiqa": "training the reranker; choosing the default-threshold quantile",
+    "python_faq": "choosing the default-threshold quantile (pseudo_quantile) and the second "
+    "stage's rescore_top / rescore_weight",
+    "fiqa": "training the reranker; choosing the default-threshold quantile and the second "
+    "stage's rescore_top / rescore_weight",
 }
+RESCORE = os.environ.get("SUPPORT_BENCH_RESCORE", "all-mpnet-base-v2")
+"""The second encoder of the product runs (``SupportSettings.rescore_encoder``); empty: none."""
 PROBES = 60
 
 
@@ -123,13 +130,26 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
         base.encode([q["question"] for q in questions])
         @ base.encode([index.entries[pk].index_text() for pk in pks]).T
     )
-    dense_base = float(
-        np.mean(
-            [
-                matches(index.entries[pks[int(row.argmax())]].id, q["expected"])
-                for row, q in zip(scores, questions, strict=True)
-            ]
+
+    def exact_hit1(scores: np.ndarray) -> float:
+        return float(
+            np.mean(
+                [
+                    matches(index.entries[pks[int(row.argmax())]].id, q["expected"])
+                    for row, q in zip(scores, questions, strict=True)
+                ]
+            )
         )
+
+    dense_base = exact_hit1(scores)
+    rescorer = bot.rescorer
+    mpnet_base = (
+        exact_hit1(
+            rescorer.encoder.encode([q["question"] for q in questions])
+            @ rescorer.vectors([index.entries[pk].index_text() for pk in pks]).T
+        )
+        if rescorer is not None
+        else None
     )
     bm25 = bot.evaluate(tenant, questions, "bm25")
     dense = bot.evaluate(tenant, questions, "dense")
@@ -149,6 +169,8 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
         "questions": len(questions),
         "held_out": held_out,
         "hit1_dense_base": round(dense_base, 4),
+        "hit1_dense_mpnet_base": round(mpnet_base, 4) if mpnet_base is not None else None,
+        "second_encoder": rescorer.name if rescorer is not None else None,
         "hit1_dense_product_encoder": round(dense["hit@1"], 4),
         "hit1_bm25": round(bm25["hit@1"], 4),
         "hit1_fused": round(fused["hit@1"], 4),
@@ -178,7 +200,7 @@ def real_sets(work: Path, registry: Any) -> dict[str, Any]:
     from verticals.support_bot.pipeline import SupportBot
     from verticals.support_bot.settings import SupportSettings
 
-    settings = SupportSettings(data_dir=work / "real")
+    settings = SupportSettings(data_dir=work / "real", rescore_encoder=RESCORE)
     bot = SupportBot(settings, persist=False, registry=registry)
     base = Encoder.from_base(form="torch")
     probes = realqa.probes()
@@ -432,13 +454,18 @@ def serve_and_load(data_dir: Path, widget: str, extra_env: dict[str, str]) -> di
 
 
 def latency(work: Path, registry: Any) -> dict[str, Any]:
-    """The same knowledge base served twice: reranker off (the base), then everything on."""
+    """The same knowledge base served twice: the second stage off (the base), then everything
+    on (the second encoder, and the reranker when one is current)."""
     from verticals.support_bot.pipeline import SupportBot
     from verticals.support_bot.settings import SupportSettings
     from verticals.support_bot.text import faq_from_records
 
     data_dir = work / "latency"
-    settings = SupportSettings(data_dir=data_dir, admin_api_key=ADMIN)  # type: ignore[arg-type]
+    settings = SupportSettings(
+        data_dir=data_dir,
+        admin_api_key=ADMIN,  # type: ignore[arg-type]
+        rescore_encoder=RESCORE,  # its entry vectors computed at ingest, cached for the server
+    )
     bot = SupportBot(settings, reranker=False)
     _, widget = bot.create_tenant("bench")
     rows = generated_kb(N_ENTRIES)
@@ -451,8 +478,19 @@ def latency(work: Path, registry: Any) -> dict[str, Any]:
     ann = ann_agreement(bot, rows)
     log(f"dense index {ann['index']}: top-1 agreement with exact search {ann['top1_agreement']}")
     bot.store.db.dispose()
-    base = serve_and_load(data_dir, widget, {"VERTICALS_SUPPORT_RERANK": "false"})
-    on = serve_and_load(data_dir, widget, {"VERTICALS_REGISTRY_DIR": str(registry.root)})
+    base = serve_and_load(
+        data_dir,
+        widget,
+        {"VERTICALS_SUPPORT_RERANK": "false", "VERTICALS_SUPPORT_RESCORE_ENCODER": ""},
+    )
+    on = serve_and_load(
+        data_dir,
+        widget,
+        {
+            "VERTICALS_REGISTRY_DIR": str(registry.root),
+            "VERTICALS_SUPPORT_RESCORE_ENCODER": RESCORE,
+        },
+    )
     return {
         "entries": len(entries),
         "ingest_seconds": round(ingest_s, 1),

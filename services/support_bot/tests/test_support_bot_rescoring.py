@@ -73,13 +73,18 @@ def test_rescorer_encodes_an_entry_it_has_not_seen(second_encoder: Any) -> None:
     from verticals.support_bot.retrieval import Candidate
     from verticals.support_bot.text import EntryIn
 
-    rescorer = Rescorer(second_encoder, "minilm+torch", top=2)
+    rescorer = Rescorer(second_encoder, "minilm+torch", top=2, gap=0.1)
     pets = EntryIn(id="pets", title="Pets", body="Velvet is fine with cats: claws do not catch.")
     candles = EntryIn(id="candles", title="Candles", body="Our candles burn for 40 hours.")
+    question = "Is the velvet armchair fabric OK with cats?"
     found = [[Candidate(1, candles, 0.9, 0.60), Candidate(2, pets, 0.8, 0.58)]]
-    rescorer.rescore(["Is the velvet armchair fabric OK with cats?"], found)
+    clear = [[Candidate(1, candles, 0.9, 0.75), Candidate(2, pets, 0.8, 0.58)]]
+    rescorer.rescore([question, question], found + clear)
     assert rescorer.encoded == 2
     assert [c.entry.id for c in found[0]] == ["pets", "candles"]
+    # a first candidate that leads by the gap or more is not re-scored
+    assert [c.entry.id for c in clear[0]] == ["candles", "pets"]
+    assert clear[0][0].second is None and clear[0][0].confidence == 0.75
     assert found[0][0].combined is not None and found[0][0].combined > found[0][1].combined  # type: ignore[operator]
 
 

@@ -100,7 +100,7 @@ class SupportBot:
         self.persist = persist
         self.tenants = Tenants(self.store)
         # None: the one the settings ask for; False: none
-        self.rescorer = load_rescorer(settings) if rescorer is None else rescorer or None
+        self.rescorer = load_rescorer(settings, persist) if rescorer is None else rescorer or None
         self.knowledge = Knowledge(
             settings, self.store, self.encoder, self.tenants, persist, self.rescorer
         )

@@ -4,7 +4,9 @@ all-MiniLM-L6-v2 finds the candidates (FAISS and BM25, fused); a larger bi-encod
 all-mpnet-base-v2 (768-d, about five times the compute), reads the query once more and each of
 the top ``rescore_top`` candidates gets the mean of the two cosines
 (``(cosine + w * second) / (1 + w)``); the candidates are re-ordered by it and it is the
-confidence the policy applies to. Untrained: nothing is fitted to any collection.
+confidence the policy applies to. Untrained: nothing is fitted to any collection. To keep the
+latency, only a query whose first candidate does not lead clearly is re-scored
+(``rescore_gap``): the others keep the fused order and the first encoder's cosine.
 
 The entry vectors of the second encoder are computed when entries are ingested and kept in a
 content-addressed cache (the SHA-1 of the text the entry is indexed by -> vector), saved beside
@@ -91,12 +93,16 @@ class Rescorer:
         top: int = 10,
         weight: float = 1.0,
         folder: Path | None = None,
+        gap: float = 1.0,
     ) -> None:
         self.encoder = encoder
         self.name = name
         """What the encoder is (model and form): its vectors are cached under this name."""
         self.top = top
         self.weight = weight
+        self.gap = gap
+        """Only queries whose first candidate's cosine leads the best other entry's by less
+        than this are re-scored (the others' order and cosine stand); 1.0: every query."""
         self.path = (
             folder / (re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".npz")
             if folder is not None
@@ -148,10 +154,25 @@ class Rescorer:
         with self._lock:
             return np.stack([self._vectors[text_key(t)] for t in texts])
 
-    def rescore(self, queries: Sequence[str], found: list[list[Candidate]]) -> None:
-        """Each query's top ``top`` candidates get the second encoder's cosine (``second``) and
-        are re-ordered by the mean of the two cosines (one encoder pass for all queries)."""
-        todo = [i for i, cands in enumerate(found) if cands]
+    def close(self, candidates: Sequence[Candidate]) -> bool:
+        """Whether the first candidate's cosine leads the best other entry's (among the top)
+        by less than ``gap``: only then does the second encoder read the query."""
+        from verticals.support_bot.retrieval import origin
+
+        top = candidates[: self.top]
+        if not top:
+            return False
+        own = origin(top[0].entry)
+        others = [c.cosine for c in top[1:] if origin(c.entry) != own]
+        return bool(others) and top[0].cosine - max(others) < self.gap
+
+    def rescore(
+        self, queries: Sequence[str], found: list[list[Candidate]], everything: bool = False
+    ) -> None:
+        """Each close query's (see :meth:`close`; every one when ``everything``) top ``top``
+        candidates get the second encoder's cosine (``second``) and are re-ordered by the mean
+        of the two cosines (one encoder pass for all queries)."""
+        todo = [i for i, cands in enumerate(found) if cands and (everything or self.close(cands))]
         if not todo:
             return
         qvecs = self.encoder.encode([queries[i] for i in todo])
@@ -165,8 +186,9 @@ class Rescorer:
             found[i][: len(top)] = sorted(top, key=lambda c: -(c.combined or 0.0))
 
 
-def load_rescorer(settings: SupportSettings) -> Rescorer | None:
-    """The second stage the settings ask for (``rescore_encoder``), else None."""
+def load_rescorer(settings: SupportSettings, persist: bool = True) -> Rescorer | None:
+    """The second stage the settings ask for (``rescore_encoder``), else None; its cache is
+    saved under the data folder when ``persist``."""
     if not settings.rescore_encoder:
         return None
     from verticals.core.inference import Encoder
@@ -181,5 +203,6 @@ def load_rescorer(settings: SupportSettings) -> Rescorer | None:
         f"{Path(settings.rescore_encoder).name}+{settings.rescore_form}",
         settings.rescore_top,
         settings.rescore_weight,
-        settings.index_dir() / "rescore",
+        settings.index_dir() / "rescore" if persist else None,
+        settings.rescore_gap,
     )

@@ -91,9 +91,10 @@ class Retriever:
     def second_stage(
         self, queries: Sequence[str], found: list[list[Candidate]], everything: bool = False
     ) -> None:
-        """Re-score (second encoder) then rerank (cross-encoder), each when there is one."""
+        """Re-score (second encoder) then rerank (cross-encoder, every candidate of the top when
+        ``everything``), each when there is one."""
         if self.rescorer is not None:
-            self.rescorer.rescore(queries, found)
+            self.rescorer.rescore(queries, found)  # as for a customer's question
             for cands in found:
                 softmax_probs(cands, self.settings.temperature)
         self.rerank(queries, found, everything)
