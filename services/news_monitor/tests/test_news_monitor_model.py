@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from verticals.news_monitor.pipeline import Rejected, classify, decode
 from verticals.news_monitor.schemas import NewsItem
 from verticals.news_monitor.settings import shared_dir
@@ -67,6 +69,19 @@ def test_classify_one_pass_gives_both_heads(model: Any) -> None:
     assert records[1]["sentiment"]["label"] == "positive"
     assert observations[0].keys == ("topic:regulation_legal", "ticker:HLVB")
     assert observations[0].negative and not observations[1].negative
+    # the batch-wide rounding gives what rounding each probability on its own gives
+    probs = model.predict_proba([i.title for i in items])
+    for row, record in enumerate(records):
+        for head in ("sentiment", "topic"):
+            labels = next(h.labels for h in model.heads if h.name == head)
+            values = probs[head][row]
+            expected = {lab: round(float(p), 4) for lab, p in zip(labels, values, strict=True)}
+            assert record[head]["probabilities"] == expected
+            assert record[head]["score"] == max(expected.values())
+            assert json.dumps(expected) == json.dumps(record[head]["probabilities"])
+        sentiments = list(next(h.labels for h in model.heads if h.name == "sentiment"))
+        p_negative = float(probs["sentiment"][row][sentiments.index("negative")])
+        assert observations[row].negative_probability == pytest.approx(p_negative, abs=1e-6)
 
 
 def test_default_model_quality_on_held_out_wording(model: Any) -> None:

@@ -84,17 +84,18 @@ def classify(
     records: list[dict[str, Any]] = []
     observations: list[Observation] = []
     neg_index = labels["sentiment"].index("negative")
+    # rounded and argmaxed per head for the whole batch (numpy), then read row by row
+    best = {name: probs[name].argmax(axis=1).tolist() for name in ("sentiment", "topic")}
+    rounded = {n: np.round(probs[n].astype(np.float64), 4).tolist() for n in ("sentiment", "topic")}
+    negative_probability = probs["sentiment"][:, neg_index].tolist()
     for row, item in enumerate(items):
         heads: dict[str, dict[str, Any]] = {}
         for name in ("sentiment", "topic"):
-            p = probs[name][row]
-            best = int(p.argmax())
+            values = rounded[name][row]
             heads[name] = {
-                "label": labels[name][best],
-                "score": round(float(p[best]), 4),
-                "probabilities": {
-                    lab: round(float(v), 4) for lab, v in zip(labels[name], p, strict=True)
-                },
+                "label": labels[name][best[name][row]],
+                "score": values[best[name][row]],
+                "probabilities": dict(zip(labels[name], values, strict=True)),
             }
         record = item.model_dump(mode="json")
         record.update(heads)
@@ -107,7 +108,7 @@ def classify(
                 event_ts=item.published_at.timestamp(),
                 keys=keys_for(heads["topic"]["label"], item.tickers, item.entities),
                 negative=heads["sentiment"]["label"] == "negative",
-                negative_probability=float(probs["sentiment"][row][neg_index]),
+                negative_probability=negative_probability[row],
                 title=item.title,
                 source=sources[row] if sources else "",
             )
@@ -127,7 +128,7 @@ def load_model(settings: NewsSettings, registry: ModelRegistry | None = None) ->
     form = model_form(settings.model_form, registry.card(settings.model_task))
     log.info("news model %s in form %s", registry.current_version(settings.model_task), form)
     return Predictor.from_registry(
-        settings.model_task, registry=registry, batch_size=settings.max_batch, form=form
+        settings.model_task, registry=registry, batch_size=settings.model_batch, form=form
     )
 
 

@@ -43,7 +43,12 @@ class NewsSettings(serving.ServiceSettings):
     """Static membership (KIP-345): a restarted process with the same id takes its place and
     partitions at once, instead of waiting for the group to drop the dead member."""
 
-    max_batch: int = Field(64, ge=1, le=10_000)
+    max_batch: int = Field(256, ge=1, le=10_000)
+    """Records per poll: one classify call, one database transaction, one produce flush and one
+    offset commit per poll, so the per-batch costs are shared by up to this many records."""
+    model_batch: int = Field(64, ge=1, le=1024)
+    """Texts per forward pass; a poll's texts are sorted by length first, so the passes of a
+    larger poll pad less."""
     poll_timeout_ms: int = Field(200, ge=1)
     session_timeout_ms: int = Field(10_000, ge=6000)
     heartbeat_interval_ms: int = Field(3000, ge=100)
