@@ -28,6 +28,20 @@ class ScorerWeights(BaseModel):
     """MMR re-ranking: 1 keeps relevance order, lower values trade relevance for diversity."""
 
 
+class TowerWeights(BaseModel):
+    """The blend served with a user tower (each signal in [0, 1]; tuned on the MovieLens
+    validation items with the seen filter, ``make bench-recommend``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tower: float = Field(1.0, ge=0)
+    """The tower's score, as exp(score - the user's best score)."""
+    text: float = Field(0.0, ge=0)
+    """Cosine of the user's text vector (recency-weighted mean of item vectors) and the item's."""
+    popularity: float = Field(0.4, ge=0)
+    cooccurrence: float = Field(2.0, ge=0)
+
+
 class RecommenderSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="VERTICALS_RECOMMENDER_", frozen=True, extra="ignore", env_nested_delimiter="__"
@@ -74,8 +88,8 @@ class RecommenderSettings(ServiceSettings):
     """Registry task of the learnt user tower; served (variant A) once a version is promoted."""
     tower_target_events: tuple[str, ...] = ("click", "add_to_cart", "purchase")
     """Event types the tower learns to predict; other events (views) are context it reads."""
-    tower_weights: ScorerWeights = ScorerWeights(text=1.0, popularity=0.4, cooccurrence=2.0)
-    """Blend with the tower: ``text`` weighs the tower's score (tuned on MovieLens validation)."""
+    tower_weights: TowerWeights = TowerWeights()
+    """The blend served with the tower (tuned on MovieLens validation, seen filter)."""
     sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"
     """Loaded by ``verticals recommend up`` when the catalog is empty."""
 

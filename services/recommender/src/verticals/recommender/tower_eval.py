@@ -38,11 +38,15 @@ from verticals.recommender.tower import TOWER_SETTINGS
 
 TOWER = SequenceConfig(**TOWER_SETTINGS)
 TRAINING = TrainingConfig(
-    epochs=40, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=4
+    epochs=30, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=3
 )
 BLEND_GRID = [
-    (1.0, p, c) for p in (0.0, 0.05, 0.1, 0.2, 0.4) for c in (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+    (1.0, t, p, c)
+    for t in (0.0, 0.25, 0.5, 1.0, 2.0)
+    for p in (0.0, 0.05, 0.1, 0.2, 0.4)
+    for c in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 ]
+"""(tower, text, popularity, co-occurrence) weights tried on the validation items."""
 NAMES = ["popularity", "text", "ease", "cooccurrence", "hybrid", "user_tower", "blend"]
 
 
@@ -126,10 +130,16 @@ def paired_ci(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def _blend(
-    signals: np.ndarray, tower: np.ndarray, weights: tuple[float, float, float]
+    signals: np.ndarray, tower: np.ndarray, weights: tuple[float, float, float, float]
 ) -> np.ndarray:
+    """The served blend (``tower.blend_scores``) over the whole catalog."""
     rel = np.exp(tower - tower.max())
-    return weights[0] * rel + weights[1] * signals[1] + weights[2] * signals[2]
+    return (
+        weights[0] * rel
+        + weights[1] * signals[0]
+        + weights[2] * signals[1]
+        + weights[3] * signals[2]
+    )
 
 
 def train_movielens_tower(
@@ -271,8 +281,9 @@ def evaluate_tower(
         },
         "blend_weights": {
             "tower": chosen[0],
-            "popularity": chosen[1],
-            "cooccurrence": chosen[2],
+            "text": chosen[1],
+            "popularity": chosen[2],
+            "cooccurrence": chosen[3],
             "tuned_on": "validation NDCG@10, seen filter",
         },
         "figures": {name: metrics(ranks[name], tops[name], n) for name in NAMES},
