@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from verticals.news_monitor.pipeline import Rejected, classify, decode
+from verticals.news_monitor.pipeline import Rejected, classify, decode, load_model
 from verticals.news_monitor.schemas import NewsItem
-from verticals.news_monitor.settings import shared_dir
+from verticals.news_monitor.settings import NewsSettings, shared_dir
 
 
 def test_decode_accepts_valid_items_and_names_the_problem_otherwise() -> None:
@@ -98,3 +99,14 @@ def test_default_model_quality_on_held_out_wording(model: Any) -> None:
     card = json.loads((shared_dir() / "model" / "card.json").read_text())
     assert card["task"] == "news-sentiment-topic" and card["method"] == "lora"
     assert not (shared_dir() / "model" / "encoder").exists()  # never a copy of the base model
+
+
+def test_a_poll_is_classified_in_passes_of_model_batch(tmp_path: Path) -> None:
+    """The poll size (max_batch) and the forward pass (model_batch) are separate settings."""
+    from verticals.core.registry import ModelRegistry
+
+    settings = NewsSettings(max_batch=20, model_batch=8, model_form="fp32", data_dir=tmp_path)
+    model = load_model(settings, ModelRegistry(tmp_path / "registry"))
+    passes: list[int] = []
+    model.predict_proba([f"Headline number {i}" for i in range(20)], on_batch=passes.append)
+    assert passes == [8, 8, 4]
