@@ -113,7 +113,8 @@ def run_monitor(settings: Any, model: Any) -> Any:
     return monitor
 
 
-def bench_e2e(bootstrap: str, model: Any, data_dir: Path, run: int = 0) -> float:
+def bench_e2e(bootstrap: str, model: Any, data_dir: Path, run: int = 0) -> tuple[float, float]:
+    """Messages per second, and the mean number of records per poll."""
     from verticals.news_monitor.api import build_monitor
     from verticals.news_monitor.consumer import ensure_topics
     from verticals.news_monitor.feed import produce
@@ -128,7 +129,10 @@ def bench_e2e(bootstrap: str, model: Any, data_dir: Path, run: int = 0) -> float
         wait_for(lambda: monitor.metrics.messages_in._value.get() > 0, 60, every=0.001)
         start = time.perf_counter()  # the first poll returned items
         wait_for(lambda: monitor.metrics.messages_out._value.get() >= N, 600, every=0.02)
-        return N / (time.perf_counter() - start)
+        rate = N / (time.perf_counter() - start)
+        (metric,) = monitor.metrics.batch_size.collect()
+        samples = {s.name: s.value for s in metric.samples}
+        return rate, samples["news_batch_size_sum"] / samples["news_batch_size_count"]
     finally:
         monitor.stop()
 
@@ -221,7 +225,7 @@ def fresh_broker(folder: Path) -> Iterator[str]:
 
 
 def main() -> None:
-    from verticals.core.inference import Predictor
+    from verticals.core.inference import Form, Predictor
     from verticals.core.registry import ModelRegistry
     from verticals.news_monitor.pipeline import model_form
     from verticals.news_monitor.settings import NewsSettings, shared_dir
@@ -234,7 +238,7 @@ def main() -> None:
         settings = NewsSettings()
         task = settings.model_task
         form = model_form(settings.model_form, registry.card(task))
-        other = "torch" if form == "onnx-int8" else "onnx-int8"
+        other: Form = "torch" if form == "onnx-int8" else "onnx-int8"
         model = Predictor.from_registry(task, registry=registry, batch_size=MODEL_BATCH, form=form)
         other_model = Predictor.from_registry(
             task, registry=registry, batch_size=MODEL_BATCH, form=other
@@ -248,9 +252,12 @@ def main() -> None:
         # embedded broker: noida-db slows down as the data of earlier phases piles up.
         model_runs = [bench_model_only(model, texts)]
         e2e_runs: list[float] = []
+        polls: list[float] = []
         for run in range(ROUNDS):
             with fresh_broker(data_dir / f"broker-e2e{run}") as bootstrap:
-                e2e_runs.append(bench_e2e(bootstrap, model, data_dir, run))
+                rate, poll = bench_e2e(bootstrap, model, data_dir, run)
+            e2e_runs.append(rate)
+            polls.append(poll)
             model_runs.append(bench_model_only(model, texts))
         ratios = [e / np.mean(model_runs[i : i + 2]) for i, e in enumerate(e2e_runs)]
         middle = int(np.argsort(ratios)[len(ratios) // 2])
@@ -286,6 +293,7 @@ def main() -> None:
         "model_only_runs_msgs_per_s": [round(x, 1) for x in model_runs],
         "e2e_runs_msgs_per_s": [round(x, 1) for x in e2e_runs],
         "e2e_ratio_runs": [round(x, 3) for x in ratios],
+        "e2e_mean_records_per_poll": [round(x, 1) for x in polls],
         "model_only_main_thread_msgs_per_s": round(main_thread, 1),
         "model_form": FORM_NAMES[form],
         "model_only_by_form_msgs_per_s": {FORM_NAMES[k]: round(v, 1) for k, v in forms.items()},

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_json
+
 from verticals.news_monitor.alerts import AlertEngine, Observation, RulesConfig
 from verticals.news_monitor.metrics import MonitorMetrics
 from verticals.news_monitor.pipeline import Classifier, Rejected, classify, decode
@@ -370,7 +372,7 @@ class NewsMonitor:
                 self.producer.send(
                     self.settings.output_topic,
                     key=item.id.encode(),
-                    value=json.dumps(record, ensure_ascii=False).encode(),
+                    value=to_json(record),  # pydantic's Rust encoder: UTF-8, compact
                 )
             )
         observations = batch.observations
