@@ -231,3 +231,25 @@ def test_the_log_marks_views_as_context_and_other_events_as_targets(
     rows = data.items[data.users.index("u")]
     assert [data.item_ids[r] for r in rows] == ids[:3]
     assert data.flags()[data.users.index("u")] == [False, True, True]
+
+
+def test_the_tower_blend_adds_the_text_cosine_when_weighted(
+    make_engine: Any, catalog: list[ItemIn]
+) -> None:
+    from verticals.recommender.model import CoScores
+    from verticals.recommender.settings import TowerWeights
+    from verticals.recommender.tower import blend_scores
+
+    engine = make_engine()
+    engine.upsert_items(catalog[:10])
+    engine.ingest_events([_event("u", catalog[0].id, "click", 0)])
+    keys = np.array([engine.meta.key_of[it.id] for it in catalog[:10]], dtype=np.int64)
+    user = engine.model.users["u"].vector()
+    tower = np.linspace(0.0, 1.0, 10).astype(np.float32)
+    text_only = TowerWeights(tower=0.0, text=1.0, popularity=0.0, cooccurrence=0.0)
+    got = blend_scores(text_only, tower, engine.model, keys, CoScores.empty(), user)
+    cosine = np.clip(engine.model.vectors.data[keys] @ user, 0.0, None)
+    assert np.allclose(got, cosine) and got.argmax() == 0  # the clicked item is its own best
+    both = TowerWeights(tower=2.0, text=1.0, popularity=0.0, cooccurrence=0.0)
+    got = blend_scores(both, tower, engine.model, keys, CoScores.empty(), user)
+    assert np.allclose(got, 2.0 * tower + cosine)

@@ -38,11 +38,11 @@ from verticals.recommender.tower import TOWER_SETTINGS
 
 TOWER = SequenceConfig(**TOWER_SETTINGS)
 TRAINING = TrainingConfig(
-    epochs=30, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=3
+    epochs=30, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=5
 )
 BLEND_GRID = [
     (1.0, t, p, c)
-    for t in (0.0, 0.25, 0.5, 1.0, 2.0)
+    for t in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     for p in (0.0, 0.05, 0.1, 0.2, 0.4)
     for c in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 ]
