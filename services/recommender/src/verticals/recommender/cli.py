@@ -153,7 +153,7 @@ def finetune(
     ] = False,
     max_pairs: Annotated[int, typer.Option(min=10, help="Encoder pairs.")] = 4000,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Default: 20 (tower), 1 (encoder).")
+        int | None, typer.Option(min=1, help="Default: 30 (tower, early stopping), 1 (encoder).")
     ] = None,
 ) -> None:
     """Train the user tower on the event log with the core (promoted only if its validation
@@ -168,7 +168,7 @@ def finetune(
     else:
         from verticals.recommender.tower import train_tower_from_log
 
-        result = train_tower_from_log(settings, epochs=epochs or 20, log=say)
+        result = train_tower_from_log(settings, epochs=epochs or 30, log=say)
     typer.echo(json.dumps(result, indent=2))
 
 

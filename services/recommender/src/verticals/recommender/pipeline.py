@@ -407,8 +407,22 @@ class Recommender:
         excluded = (user.seen if filters.exclude_seen else set()) | (
             user.purchased if filters.exclude_purchased else set()
         )
+        text_vector = user.vector() if self.settings.tower_weights.text else None
+        text_candidates = (
+            None
+            if text_vector is None
+            else self.index.search(text_vector, self.settings.candidates)[0]
+        )
         return self.tower.recommend(
-            self.model, self.meta, user_id, user, filters, excluded, k, self.settings.candidates
+            self.model,
+            self.meta,
+            user_id,
+            user,
+            filters,
+            excluded,
+            k,
+            self.settings.candidates,
+            text_candidates,
         )
 
     def similar(self, item_id: str, k: int, filters: Filters) -> Ranked:

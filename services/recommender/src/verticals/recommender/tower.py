@@ -99,8 +99,11 @@ class TowerServing:
         excluded: set[int],
         k: int,
         n_candidates: int,
+        text_candidates: np.ndarray | None = None,
     ) -> Ranked | None:
-        """Tower + popularity + co-occurrence, or None when the user has no usable history."""
+        """Tower + text + popularity + co-occurrence over the tower's nearest items, the
+        popular ones, the co-occurring ones and ``text_candidates`` (the text index's nearest);
+        None when the user has no usable history."""
         vector = self.user_vector(user_id)
         if vector is None:
             return None
@@ -110,7 +113,10 @@ class TowerServing:
         if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
             keys = meta.all_keys()
         else:
-            keys = np.concatenate([found, model.top_popular(n_candidates), cooc.top(n_candidates)])
+            parts = [found, model.top_popular(n_candidates), cooc.top(n_candidates)]
+            if text_candidates is not None:
+                parts.append(text_candidates)
+            keys = np.concatenate(parts)
         keys = np.unique(keys.astype(np.int64))
         keys = keys[meta.mask(keys, filters)]
         keys = keys[self.index.table.present[np.minimum(keys, len(self.index.table.present) - 1)]]
@@ -201,7 +207,7 @@ def log_as_sequences(settings: RecommenderSettings) -> Any:
 
 def train_tower_from_log(
     settings: RecommenderSettings,
-    epochs: int = 20,
+    epochs: int = 30,
     registry: Any = None,
     log: Callable[[str], None] = print,
     sequence: dict[str, Any] | None = None,
