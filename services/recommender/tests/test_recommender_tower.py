@@ -153,7 +153,9 @@ def test_the_promoted_tower_serves_and_a_new_event_changes_the_next_response(
         _, first = engine.recommend("walker", 5, engine.filters())
         assert first.strategy == "personal" and len(first.keys) == 5
         assert engine.meta.ids[int(first.keys[0])] == ids[25]  # the chain's next item
+        assert "walker" in engine.tower.vectors  # computed once, until the next event
         engine.ingest_events([_event("walker", ids[25], minutes=1e5 + 2)])
+        assert "walker" not in engine.tower.vectors
         started = time.perf_counter()
         _, second = engine.recommend("walker", 5, engine.filters())
         assert time.perf_counter() - started < 0.5

@@ -422,6 +422,7 @@ class Recommender:
             excluded,
             k,
             self.settings.candidates,
+            text_vector,
             text_candidates,
         )
 

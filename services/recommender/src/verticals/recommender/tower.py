@@ -58,6 +58,8 @@ class TowerServing:
             settings.faiss_threads,
         )
         self.recent: dict[str, list[int]] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        """Each user's vector until their next event (or a catalog change)."""
         self.max_length = int(tower.config.max_length)
 
     @property
@@ -66,12 +68,15 @@ class TowerServing:
 
     def set_items(self, keys: np.ndarray, text_vectors: np.ndarray, item_ids: list[str]) -> None:
         self.index.upsert(keys, self.tower.item_vectors(text_vectors, item_ids))
+        self.vectors.clear()
 
     def remove_items(self, keys: np.ndarray) -> None:
         self.index.remove(keys)
+        self.vectors.clear()
 
     def observe(self, user_id: str, key: int) -> None:
         """Record an event (an item already in the user's list keeps its place)."""
+        self.vectors.pop(user_id, None)
         recent = self.recent.setdefault(user_id, [])
         if key not in recent[-4 * self.max_length :]:
             recent.append(key)
@@ -79,6 +84,10 @@ class TowerServing:
                 del recent[: -4 * self.max_length]
 
     def user_vector(self, user_id: str) -> np.ndarray | None:
+        """The user's vector from their latest items (computed once per event)."""
+        cached = self.vectors.get(user_id)
+        if cached is not None:
+            return cached
         recent = self.recent.get(user_id)
         if not recent:
             return None
@@ -87,7 +96,9 @@ class TowerServing:
         keys = keys[self.index.table.present[keys]]
         if not len(keys):
             return None
-        return self.tower.user_vector(self.index.table.data[keys])  # type: ignore[no-any-return]
+        vector: np.ndarray = self.tower.user_vector(self.index.table.data[keys])
+        self.vectors[user_id] = vector
+        return vector
 
     def recommend(
         self,
@@ -99,11 +110,13 @@ class TowerServing:
         excluded: set[int],
         k: int,
         n_candidates: int,
+        text_vector: np.ndarray | None = None,
         text_candidates: np.ndarray | None = None,
     ) -> Ranked | None:
-        """Tower + text + popularity + co-occurrence over the tower's nearest items, the
-        popular ones, the co-occurring ones and ``text_candidates`` (the text index's nearest);
-        None when the user has no usable history."""
+        """Tower + text (``text_vector``: the user's text vector) + popularity + co-occurrence
+        over the tower's nearest items, the popular ones, the co-occurring ones and
+        ``text_candidates`` (the text index's nearest); None when the user has no usable
+        history."""
         vector = self.user_vector(user_id)
         if vector is None:
             return None
@@ -128,7 +141,7 @@ class TowerServing:
             model,
             keys,
             cooc,
-            user.vector() if self.weights.text else None,
+            text_vector,
         )
         order = np.argsort(-scores, kind="stable")[:k]
         ranked = Ranked(keys[order], scores[order].astype(np.float32), "personal")
