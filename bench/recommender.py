@@ -66,7 +66,7 @@ def tower_part(settings: object, encoder: object, hybrid: dict, window: int) -> 
     started = time.perf_counter()
     registry = ModelRegistry(TOWER_DIR)  # a new version is filed and promoted (atomic)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        cold = pool.submit(evaluate_cold_items, data, vectors, settings, 0.2, log)
+        cold = pool.submit(evaluate_cold_items, data, vectors, settings, 0.2)  # logs by print
         report = evaluate_tower(data, vectors, settings, weights, window, registry, log)  # type: ignore[arg-type]
         log(f"tower figures: {report['figures_seen_filter']}")
         report["cold_items"] = cold.result()
@@ -517,7 +517,8 @@ def main() -> None:
         "vector against item texts), user_tower the tower with text-only vectors for new items, "
         "newest ranks by release year (the service's cold-start fill), popularity and EASE "
         "cannot rank unseen items (0 by construction); tower.cold_items also ranks among the new "
-        "items only.",
+        "items only. 'seconds' is this invocation's: `python bench/recommender.py PART` re-runs "
+        "one part and keeps the others from the committed JSON (each part records its own).",
         "seconds": round(time.perf_counter() - started, 1),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
