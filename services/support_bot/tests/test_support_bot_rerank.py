@@ -10,7 +10,7 @@ import pytest
 
 
 def _candidate(entry_id: str, cosine: float, relevance: float | None, prob: float = 0.5) -> Any:
-    from verticals.support_bot.retrieval import Candidate
+    from verticals.support_bot.candidates import Candidate
     from verticals.support_bot.text import EntryIn
 
     entry = EntryIn(id=entry_id, title=entry_id, body="...")

@@ -69,8 +69,8 @@ def test_rescorer_reorders_the_top_by_both_cosines(
 
 def test_rescorer_encodes_an_entry_it_has_not_seen(second_encoder: Any) -> None:
     """An entry another replica wrote is encoded when it is first a candidate."""
+    from verticals.support_bot.candidates import Candidate
     from verticals.support_bot.rescoring import Rescorer
-    from verticals.support_bot.retrieval import Candidate
     from verticals.support_bot.text import EntryIn
 
     rescorer = Rescorer(second_encoder, "minilm+torch", top=2, gap=0.1)

@@ -14,8 +14,9 @@ import numpy as np
 
 from verticals.serving.logging import request_id
 from verticals.serving.webhooks import WebhookSender
+from verticals.support_bot.candidates import Candidate
 from verticals.support_bot.policy import Kind, Policy, decide
-from verticals.support_bot.retrieval import Candidate, Retriever
+from verticals.support_bot.retrieval import Retriever
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.store import Store
 from verticals.support_bot.tenants import Tenants

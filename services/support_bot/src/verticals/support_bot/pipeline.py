@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from verticals.support_bot.candidates import Candidate
 from verticals.support_bot.chat import CONTEXT_WEIGHT, FOLLOW_UP, Conversations, Reply, Turn
 from verticals.support_bot.evaluation import Evaluation, matches, read_questions
 from verticals.support_bot.index import TenantIndex
@@ -30,7 +31,7 @@ from verticals.support_bot.policy import (
     tenant_policy,
 )
 from verticals.support_bot.rescoring import load_rescorer
-from verticals.support_bot.retrieval import Candidate, Mode, Retriever
+from verticals.support_bot.retrieval import Mode, Retriever
 from verticals.support_bot.settings import SERVICE, SupportSettings
 from verticals.support_bot.store import Store
 from verticals.support_bot.tenants import KEY_CACHE_S, TENANT_ID, Tenants, UnknownTenant

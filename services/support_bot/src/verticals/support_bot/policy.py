@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from verticals.support_bot.retrieval import Candidate, origin
+from verticals.support_bot.candidates import Candidate, origin
 from verticals.support_bot.settings import SupportSettings
 from verticals.support_bot.text import EntryIn
 

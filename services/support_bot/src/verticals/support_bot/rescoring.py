@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from verticals.support_bot.candidates import Candidate, origin
+
 if TYPE_CHECKING:
-    from verticals.support_bot.retrieval import Candidate
     from verticals.support_bot.settings import SupportSettings
 
 MPNET = "all-mpnet-base-v2"
@@ -157,8 +158,6 @@ class Rescorer:
     def close(self, candidates: Sequence[Candidate]) -> bool:
         """Whether the first candidate's cosine leads the best other entry's (among the top)
         by less than ``gap``: only then does the second encoder read the query."""
-        from verticals.support_bot.retrieval import origin
-
         top = candidates[: self.top]
         if not top:
             return False
