@@ -50,8 +50,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy packages/*/src services/*/src
 
-# Everything CI guards: contract runs, both Kafka brokers, one gated fine-tuning per service.
-test: setup setup-browser setup-postgres lint typecheck
+# Everything CI guards: contract runs, both Kafka brokers, one gated fine-tuning per service,
+# the shipped news model on the held-out real news (setup-news-data).
+test: setup setup-browser setup-postgres setup-news-data lint typecheck
 	VERTICALS_REQUIRE_BROWSER=1 VERTICALS_REQUIRE_POSTGRES=1 $(BIN)/pytest -q --durations=15
 
 up: setup
