@@ -107,6 +107,14 @@ class SequenceConfig(_Frozen):
     """0: full softmax over all items; N: the batch's items plus N uniformly sampled ones."""
     history_cap: int = Field(0, ge=0)
     """Train on at most each user's latest N items (0: all; caps the few very long histories)."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Label smoothing of the softmax loss."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """Learning rate: constant, or linear warm-up (``warmup_ratio``) then cosine decay to 0 over
+    ``epochs``."""
+    refit: bool = False
+    """After early stopping on validation, train a fresh tower on the training and validation
+    items for the chosen number of epochs (the validation figure stays the first fit's)."""
 
 
 class RerankingConfig(_Frozen):

@@ -227,10 +227,13 @@ def train_tower_from_log(
     learning_rate: float = 2e-3,
 ) -> dict[str, Any]:
     """Train a tower on the event log with the core; promote it only if its validation HR@10
-    beats popularity's and the current tower's on the same users."""
+    beats popularity's and the current tower's on the same users. A refit tower (trained again
+    on the validation items too) is judged by its first, validation-selected fit, kept beside
+    it: the current tower by its own first fit, which trained only on items before its own,
+    earlier validation items."""
     from verticals.core.config import DataConfig, SequenceConfig, TrainConfig, TrainingConfig
     from verticals.core.registry import ModelRegistry
-    from verticals.core.sequence import score_directory
+    from verticals.core.sequence import SELECTION, score_directory
     from verticals.core.training import TrainOutcome, train_and_gate
 
     data = log_as_sequences(settings)
@@ -257,9 +260,10 @@ def train_tower_from_log(
     def score_current(outcome: TrainOutcome) -> dict[str, Any]:
         if current_version is None:
             return {"version": None, "validation_hr@10": None}
-        scored = score_directory(
-            registry.path(task, current_version), outcome.path / "data", "validation"
-        )
+        folder = registry.path(task, current_version)
+        if (folder / SELECTION).exists():  # a refit tower: its validation-selected first fit
+            folder = folder / SELECTION
+        scored = score_directory(folder, outcome.path / "data", "validation")
         return {"version": current_version, "validation_hr@10": scored["metrics"]["hr@10"]}
 
     def score_candidate(outcome: TrainOutcome) -> dict[str, Any]:

@@ -42,9 +42,9 @@ TRAINING = TrainingConfig(
 )
 BLEND_GRID = [
     (1.0, t, p, c)
-    for t in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-    for p in (0.0, 0.05, 0.1, 0.2, 0.4)
-    for c in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+    for t in (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    for p in (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
+    for c in (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 ]
 """(tower, text, popularity, co-occurrence) weights tried on the validation items."""
 NAMES = ["popularity", "text", "ease", "cooccurrence", "hybrid", "user_tower", "blend"]
@@ -132,25 +132,55 @@ def paired_ci(a: np.ndarray, b: np.ndarray) -> list[float]:
 def _blend(
     signals: np.ndarray, tower: np.ndarray, weights: tuple[float, float, float, float]
 ) -> np.ndarray:
-    """The served blend (``tower.blend_scores``) over the whole catalog."""
-    rel = np.exp(tower - tower.max())
+    """The served blend (``tower.blend_scores``) over the whole catalog: ``signals`` (text,
+    popularity, co-occurrence) of one user (3, n) or several (users, 3, n), ``tower`` (n) or
+    (users, n)."""
+    rel = np.exp(tower - tower.max(axis=-1, keepdims=True))
     return (
         weights[0] * rel
-        + weights[1] * signals[0]
-        + weights[2] * signals[1]
-        + weights[3] * signals[2]
+        + weights[1] * signals[..., 0, :]
+        + weights[2] * signals[..., 1, :]
+        + weights[3] * signals[..., 2, :]
     )
+
+
+def tune_blend(
+    signals: np.ndarray,
+    tower: np.ndarray,
+    pairs: list[tuple[list[int], int]],
+    grid: list[tuple[float, float, float, float]],
+) -> tuple[tuple[float, float, float, float], float]:
+    """The grid's weights with the best NDCG@10 on ``pairs`` (history, target), each user's
+    history excluded (ranks as :func:`rank_of`); returns them and that NDCG@10."""
+    n = signals.shape[-1]
+    seen = np.zeros((len(pairs), n), dtype=bool)
+    for i, (history, _) in enumerate(pairs):
+        seen[i, history] = True
+    targets = np.array([target for _, target in pairs], dtype=np.int64)
+    rows = np.arange(len(pairs))
+    ties = np.arange(n) * 1e-9
+    best: tuple[float, tuple[float, float, float, float]] = (-1.0, grid[0])
+    for weights in grid:
+        scores = _blend(signals, tower, weights).astype(np.float64) - ties
+        scores[seen] = -np.inf
+        at = scores[rows, targets]
+        ranks = np.where(np.isfinite(at), (scores > at[:, None]).sum(axis=1), n)
+        ndcg = metrics(ranks, np.zeros((1, K), dtype=np.int64), n)["ndcg@10"]
+        if ndcg > best[0]:
+            best = (ndcg, weights)
+    return best[1], best[0]
 
 
 def train_movielens_tower(
     data: MovieLens, vectors: np.ndarray, registry: Any, task: str, show_progress: bool
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Any, Any, dict[str, Any]]:
     """Train the tower with the core's ``sequence`` kind on every user's ratings in time order
     (liked ones are the targets): its leave-last-out split is this protocol's (last liked =
-    test, the one before = validation), so it learns from the training items only. Returns the
-    net and its card."""
+    test, the one before = validation). Returns the served net (refit on the training and
+    validation items when the config says so), the validation-selected net (the first fit,
+    which never saw the validation items: the one to tune on validation) and the card."""
     from verticals.core.config import DataConfig, TrainConfig
-    from verticals.core.sequence import Sequences, UserTower
+    from verticals.core.sequence import SELECTION, Sequences, UserTower
     from verticals.core.training import run_training
 
     users, items, flags = rating_sequences(data)
@@ -160,7 +190,10 @@ def train_movielens_tower(
     )
     outcome = run_training(config, registry, show_progress=show_progress, records=sequences)
     registry.promote(task, outcome.version, force=True)
-    return UserTower.from_directory(outcome.path).net, registry.card(task, outcome.version)
+    net = UserTower.from_directory(outcome.path).net
+    selection = outcome.path / SELECTION
+    first = UserTower.from_directory(selection).net if selection.exists() else net
+    return net, first, registry.card(task, outcome.version)
 
 
 def _ranks(
@@ -205,30 +238,16 @@ def evaluate_tower(
             raise RuntimeError(f"user {u}: the rating order differs from the liked events'")
     held_both = set(data.test.values()) | set(data.validation.values())
     test_hist = histories(data, set(data.test.values()))
-    net, card = train_movielens_tower(data, vectors, registry, settings.tower_task, True)
+    net, first, card = train_movielens_tower(data, vectors, registry, settings.tower_task, True)
     log(f"tower trained: {card['metrics']}")
 
-    # blend weights on the validation items, with the seen filter (the served behaviour)
+    # blend weights on the validation items, with the seen filter (the served behaviour), with
+    # the first fit's tower (a refit tower trained on the validation items)
     val_model = build_model(data, vectors, held_both, settings, window)
-    val_tower = tower_scores(net, vectors, [validation[u][0] for u in users], TOWER.max_length)
-    val_signals = [user_signals(val_model, val_model.users[u], n) for u in users]
-    best = (-1.0, BLEND_GRID[0])
-    for weights in BLEND_GRID:
-        val_ranks = np.array(
-            [
-                rank_of(
-                    _blend(val_signals[i], val_tower[i], weights),
-                    np.array(validation[u][0], dtype=np.int64),
-                    validation[u][1],
-                )
-                for i, u in enumerate(users)
-            ]
-        )
-        ndcg = metrics(val_ranks, np.zeros((1, K), dtype=np.int64), n)["ndcg@10"]
-        if ndcg > best[0]:
-            best = (ndcg, weights)
-    chosen = best[1]
-    log(f"blend weights (validation NDCG@10 {best[0]}, seen filter): {chosen}")
+    val_tower = tower_scores(first, vectors, [validation[u][0] for u in users], TOWER.max_length)
+    val_signals = np.stack([user_signals(val_model, val_model.users[u], n) for u in users])
+    chosen, best = tune_blend(val_signals, val_tower, [validation[u] for u in users], BLEND_GRID)
+    log(f"blend weights (validation NDCG@10 {best}, seen filter): {chosen}")
     del val_signals, val_tower
 
     # test: every model, the same users
@@ -274,6 +293,7 @@ def evaluate_tower(
             "training": TRAINING.model_dump(),
             "train_seconds": card["training"]["seconds"],
             "epochs": len(card["training"]["history"]),
+            "refit_epochs": card["training"].get("refit_epochs", 0),
             "validation_hr@10_seen_filter": card["metrics"]["validation_hr@10"],
             "registry_card_test_metrics_seen_filter": {
                 k: card["metrics"][k] for k in ("hr@10", "ndcg@10", "test_popularity_hr@10")
@@ -341,7 +361,14 @@ def evaluate_cold_items(
     users = list(target)
     split = leave_last_out(train_rows, train_flags)
     fitted = fit_tower(
-        vectors[warm], split.train, split.validation, TOWER, TRAINING, log, split.train_positive
+        vectors[warm],
+        split.train,
+        split.validation,
+        TOWER,
+        TRAINING,
+        log,
+        split.train_positive,
+        (split.refit or [], split.refit_positive),
     )
     log(f"cold-item tower trained in {fitted.seconds:.0f}s on {len(warm)} known items")
 
