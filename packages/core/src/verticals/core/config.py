@@ -128,12 +128,24 @@ class RerankingConfig(_Frozen):
     """Optional: 1 for a relevant passage, 0 for a labelled negative (default: all relevant)."""
 
 
+class DistillationConfig(_Frozen):
+    """The ``distillation`` kind: a student encoder learns a teacher's vectors
+    (``verticals.core.distillation``)."""
+
+    teacher: str = ""
+    """The teacher: a folder or model id (or a teacher object passed to the trainer)."""
+    teacher_form: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
+    teacher_max_length: int = Field(128, gt=0, le=512)
+
+
 class TrainConfig(_Frozen):
     """Everything ``verticals train CONFIG`` needs."""
 
     task: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Registry name the trained model is filed under, e.g. ``news-sentiment-topic``."""
-    kind: Literal["classification", "embedding", "sequence", "reranking"] = "classification"
+    kind: Literal["classification", "embedding", "sequence", "reranking", "distillation"] = (
+        "classification"
+    )
     method: Literal["full", "lora"] = "full"
     data: DataConfig
     heads: dict[str, HeadConfig] = {}
@@ -142,12 +154,13 @@ class TrainConfig(_Frozen):
     training: TrainingConfig = TrainingConfig()
     sequence: SequenceConfig = SequenceConfig()
     reranking: RerankingConfig = RerankingConfig()
+    distillation: DistillationConfig = DistillationConfig()
 
     @model_validator(mode="after")
     def _heads_match_kind(self) -> TrainConfig:
         if self.kind == "classification" and not self.heads:
             raise ValueError("a classification task needs at least one entry under 'heads'")
-        if self.kind in ("embedding", "sequence", "reranking") and self.heads:
+        if self.kind != "classification" and self.heads:
             raise ValueError(f"an {self.kind} task takes no 'heads'")
         return self
 

@@ -83,6 +83,12 @@ def build_text_encoder(encoder: nn.Module, normalize: bool = True) -> nn.Module:
     return TextEncoder(encoder, normalize)
 
 
+def build_projected_encoder(encoder: nn.Module, dimension: int) -> nn.Module:
+    from verticals.core.networks import ProjectedEncoder
+
+    return ProjectedEncoder(encoder, dimension)
+
+
 def build_classifier(encoder: nn.Module, heads: list[Head], dropout: float = 0.1) -> nn.Module:
     from verticals.core.networks import MultiHeadClassifier
 
@@ -125,6 +131,12 @@ def load_trained(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
         heads = [Head.from_dict(h) for h in card["heads"]]
         model: Any = build_classifier(encoder, heads)
         model.heads.load_state_dict(load_file(str(directory / "heads.safetensors")))
+    elif (directory / "projection.safetensors").exists():  # a distilled student
+        from safetensors.torch import load_file
+
+        projection = load_file(str(directory / "projection.safetensors"))
+        model = build_projected_encoder(encoder, int(projection["weight"].shape[0]))
+        model.projection.load_state_dict(projection)
     else:
         model = build_text_encoder(encoder, normalize=True)
     model.eval()

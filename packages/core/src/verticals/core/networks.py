@@ -37,6 +37,19 @@ class TextEncoder(nn.Module):
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
+class ProjectedEncoder(nn.Module):
+    """A distilled student: the unit-length sentence vector mapped by one linear layer into a
+    teacher's vector space (``verticals.core.distillation``; not normalised here)."""
+
+    def __init__(self, encoder: nn.Module, dimension: int) -> None:
+        super().__init__()
+        self.body = TextEncoder(encoder, normalize=True)
+        self.projection = nn.Linear(self.body.hidden_size, dimension)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.body(input_ids, attention_mask))
+
+
 class MultiHeadClassifier(nn.Module):
     """One shared encoder and one linear head per label set: all heads in one forward pass."""
 

@@ -81,6 +81,10 @@ def run_training(
         from verticals.core.reranking import train_reranker
 
         return train_reranker(config, registry, show_progress, first_becomes_current)
+    if config.kind == "distillation":
+        from verticals.core.distillation import train_distillation
+
+        return train_distillation(config, registry, show_progress, first_becomes_current)
     with distributed.launch(config.training.device) as parallel:
         outcome = parallel.from_main(
             _train(config, registry, show_progress, first_becomes_current, parallel, records)
