@@ -67,6 +67,7 @@ def reference(engine: Any, user_id: str, filters: Filters, k: int) -> tuple[list
     recent = np.array(tower.recent[user_id][-tower.max_length :], dtype=np.int64)
     recent = recent[tower.index.table.present[recent]]  # deleted items are not read
     vector = tower.tower.user_vector(tower.index.table.data[recent])
+    assert np.allclose(tower.user_vector(user_id), vector, rtol=0, atol=1e-6)  # served one
     text_vector = user.vector()
     found, found_scores = tower.index.search(vector, n)
     best = float(found_scores[0])

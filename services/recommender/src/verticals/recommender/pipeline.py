@@ -166,7 +166,7 @@ class Recommender:
         if tower is None:
             self.tower = None
             return
-        serving = TowerServing(tower, self.settings)
+        serving = TowerServing(tower, self.settings, self.index)
         keys = self.index.table.keys()
         for start in range(0, len(keys), 20_000):
             chunk = keys[start : start + 20_000]
@@ -407,24 +407,7 @@ class Recommender:
         excluded = (user.seen if filters.exclude_seen else set()) | (
             user.purchased if filters.exclude_purchased else set()
         )
-        text_vector = user.vector() if self.settings.tower_weights.text else None
-        text_candidates = (
-            None
-            if text_vector is None
-            else self.index.search(text_vector, self.settings.candidates)[0]
-        )
-        return self.tower.recommend(
-            self.model,
-            self.meta,
-            user_id,
-            user,
-            filters,
-            excluded,
-            k,
-            self.settings.candidates,
-            text_vector,
-            text_candidates,
-        )
+        return self.tower.recommend(self.model, self.meta, user_id, user, filters, excluded, k)
 
     def similar(self, item_id: str, k: int, filters: Filters) -> Ranked:
         self._check_k(k)

@@ -90,6 +90,9 @@ class RecommenderSettings(ServiceSettings):
     """Event types the tower learns to predict; other events (views) are context it reads."""
     tower_weights: TowerWeights = TowerWeights()
     """The blend served with the tower (tuned on MovieLens validation, seen filter)."""
+    tower_cache_users: int = Field(10_000, ge=0)
+    """Users whose tower vector, nearest items and their tower and text scores are kept from one
+    request to the next until their next event (about 7 kB each; least recently served out)."""
     sample_catalog: Path | None = SHARED_DIR / "sample_catalog.jsonl"
     """Loaded by ``verticals recommend up`` when the catalog is empty."""
 
