@@ -93,6 +93,8 @@ class InteractionModel:
         self.popularity = np.zeros(1024, dtype=np.float64)
         """Decayed, event-weighted counts, scaled by exp((t - pop_t0) / tau)."""
         self.pop_t0: float | None = None
+        self._pop_max: float | None = None
+        """The largest popularity (None: recompute; every change resets it)."""
         self.item_users = np.zeros(1024, dtype=np.float64)
         """Distinct users per item (normalises co-occurrence)."""
         self.cooc: dict[int, dict[int, float]] = {}
@@ -112,6 +114,7 @@ class InteractionModel:
 
     def _bump_popularity(self, key: int, weight: float, ts: float) -> None:
         self._top_dirty = True
+        self._pop_max = None
         if math.isinf(self.pop_tau):
             self.popularity[key] += weight
             return
@@ -181,11 +184,14 @@ class InteractionModel:
                 self._arrays.pop(other, None)
             if key < len(self.popularity):
                 self.popularity[key] = 0.0
+                self._pop_max = None
 
     # ---- signals, each scaled to [0, 1] --------------------------------------------------
 
     def popularity_of(self, keys: np.ndarray) -> np.ndarray:
-        top = float(self.popularity.max()) if len(self.popularity) else 0.0
+        if self._pop_max is None:
+            self._pop_max = float(self.popularity.max()) if len(self.popularity) else 0.0
+        top = self._pop_max
         if top <= 0:
             return np.zeros(len(keys), dtype=np.float32)
         pop = np.zeros(len(keys), dtype=np.float64)
