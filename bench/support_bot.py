@@ -67,6 +67,12 @@ USED_FOR = {
 RESCORE = os.environ.get("SUPPORT_BENCH_RESCORE", "all-mpnet-base-v2")
 """The second encoder of the product runs (``SupportSettings.rescore_encoder``); empty: none."""
 PROBES = 60
+RESCORE_CACHE = Path(
+    os.environ.get("SUPPORT_BENCH_RESCORE_CACHE", ROOT / "var" / "support_bench" / "rescore")
+)
+"""The second encoder's entry vectors, content-addressed (SHA-1 of the text) per encoder name,
+kept between runs: encoding the 10,000 generated entries with all-mpnet-base-v2 takes about 16
+minutes on 2 cores, once."""
 
 
 def train_reranker(work: Path) -> Any:
@@ -107,6 +113,62 @@ def train_reranker(work: Path) -> Any:
         "train_seconds": round(outcome.seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+STUDENT = "support-rescore-student"
+
+
+def train_student(registry: Any) -> dict[str, Any]:
+    """The second encoder's student (``verticals.support_bot.distil``) trained through the core
+    into ``registry`` (current only past its gate), or, with ``SUPPORT_BENCH_STUDENT=
+    REGISTRY_DIR``, the one an earlier run left there, filed into ``registry``."""
+    import shutil
+
+    from verticals.core.registry import ModelRegistry
+    from verticals.core.settings import get_settings
+    from verticals.support_bot import distil
+    from verticals.support_bot.rescoring import Rescorer, resolve
+
+    started = time.perf_counter()
+    reuse = os.environ.get("SUPPORT_BENCH_STUDENT")
+    if reuse:
+        source = ModelRegistry(reuse)
+        version = source.current_version(STUDENT) or source.versions(STUDENT)[-1]
+        card = source.card(STUDENT, version)
+        staged = registry.staging_dir()
+        shutil.rmtree(staged)
+        shutil.copytree(
+            source.path(STUDENT, version), staged, ignore=shutil.ignore_patterns("onnx")
+        )
+        registry.register(STUDENT, staged, card, card["gate"]["passed"])
+        seconds = card["training"]["seconds"]
+        extra: dict[str, Any] = {"reused_from": f"{reuse} v{version}"}
+    else:
+        from verticals.core.inference import Encoder
+
+        teacher = Encoder.from_base(
+            resolve(RESCORE, get_settings().cache_dir), form="onnx-int8", batch_size=16
+        )
+        rescorer = Rescorer(teacher, f"{RESCORE}+onnx-int8", folder=RESCORE_CACHE)
+        outcome = distil.train_student(registry, Path(tempfile.mkdtemp()), rescorer)
+        card = registry.card(STUDENT, outcome.version)
+        seconds = outcome.seconds
+        extra = {"teacher_sentences_encoded": rescorer.encoded}
+    out = {
+        **extra,
+        "current": registry.current_version(STUDENT) is not None,
+        "teacher": card["teacher"],
+        "test_metrics": {k: round(v, 4) for k, v in card["metrics"].items()},
+        "gate": card["gate"],
+        "sentences": card["data"]["rows"],
+        "train_sentences": card["data"]["train"],
+        "train_from": "every FiQA and PrivacyQA question and 6,000 seeded BoolQ queries (none "
+        "from the Python, Debian or Savvly FAQs)",
+        "train_seconds": round(seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    log(f"student: {out}")
+    return out
 
 
 def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) -> dict[str, Any]:
@@ -151,6 +213,15 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
         if rescorer is not None
         else None
     )
+    student: Any = rescorer.query_encoder if rescorer is not None else None
+    student_base = (
+        exact_hit1(
+            student.encode([q["question"] for q in questions])
+            @ rescorer.vectors([index.entries[pk].index_text() for pk in pks]).T
+        )
+        if rescorer is not None and student is not rescorer.encoder
+        else None
+    )
     bm25 = bot.evaluate(tenant, questions, "bm25")
     dense = bot.evaluate(tenant, questions, "dense")
     fused = bot.evaluate(tenant, questions, "hybrid", rerank=False)
@@ -163,6 +234,11 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
             answered += 1
             correct += matches(cands[0].entry.id, q["expected"])
     handed = sum(decide(bot.retrieve(tenant, p), policy) == "handoff" for p in probes)
+    teacher_queries = None
+    if student_base is not None:  # the second encoder reading the questions itself, beside
+        rescorer.query_encoder = rescorer.encoder
+        teacher_queries = bot.evaluate(tenant, questions, "hybrid")["hit@1"]
+        rescorer.query_encoder = student
     out = {
         "entries": len(collection.rows),
         "passages": len(pks),
@@ -171,6 +247,13 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
         "hit1_dense_base": round(dense_base, 4),
         "hit1_dense_mpnet_base": round(mpnet_base, 4) if mpnet_base is not None else None,
         "second_encoder": rescorer.name if rescorer is not None else None,
+        "questions_read_by": (
+            None if rescorer is None else "student" if student_base is not None else "itself"
+        ),
+        "hit1_dense_student": round(student_base, 4) if student_base is not None else None,
+        "hit1_product_second_encoder_reads_questions": (
+            round(teacher_queries, 4) if teacher_queries is not None else None
+        ),
         "hit1_dense_product_encoder": round(dense["hit@1"], 4),
         "hit1_bm25": round(bm25["hit@1"], 4),
         "hit1_fused": round(fused["hit@1"], 4),
@@ -198,10 +281,14 @@ def real_sets(work: Path, registry: Any) -> dict[str, Any]:
     from verticals.core.inference import Encoder
     from verticals.support_bot import realqa
     from verticals.support_bot.pipeline import SupportBot
+    from verticals.support_bot.rescoring import load_rescorer
     from verticals.support_bot.settings import SupportSettings
 
-    settings = SupportSettings(data_dir=work / "real", rescore_encoder=RESCORE)
-    bot = SupportBot(settings, persist=False, registry=registry)
+    settings = SupportSettings(
+        data_dir=work / "real", rescore_encoder=RESCORE, rescore_cache_dir=RESCORE_CACHE
+    )
+    rescorer = load_rescorer(settings, True, registry) if RESCORE else False
+    bot = SupportBot(settings, persist=False, registry=registry, rescorer=rescorer)
     base = Encoder.from_base(form="torch")
     probes = realqa.probes()
     random.Random(11).shuffle(probes)
@@ -465,6 +552,7 @@ def latency(work: Path, registry: Any) -> dict[str, Any]:
         data_dir=data_dir,
         admin_api_key=ADMIN,  # type: ignore[arg-type]
         rescore_encoder=RESCORE,  # its entry vectors computed at ingest, cached for the server
+        rescore_cache_dir=RESCORE_CACHE,
     )
     bot = SupportBot(settings, reranker=False)
     _, widget = bot.create_tenant("bench")
@@ -489,6 +577,7 @@ def latency(work: Path, registry: Any) -> dict[str, Any]:
         {
             "VERTICALS_REGISTRY_DIR": str(registry.root),
             "VERTICALS_SUPPORT_RESCORE_ENCODER": RESCORE,
+            "VERTICALS_SUPPORT_RESCORE_CACHE_DIR": str(RESCORE_CACHE),
         },
     )
     return {
@@ -501,21 +590,49 @@ def latency(work: Path, registry: Any) -> dict[str, Any]:
 
 
 def main() -> None:
+    """``python bench/support_bot.py [all|real|latency]``: one part re-run keeps the others'
+    figures from the committed JSON (``latency`` alone takes about 3 minutes once the second
+    encoder's entry vectors are cached under ``RESCORE_CACHE``)."""
     import torch
 
+    only = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if only not in ("all", "real", "latency"):
+        raise SystemExit(f"unknown part {only!r}: all, real or latency")
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        log("training the reranker on real pairs (FiQA, PrivacyQA, BoolQ)")
-        registry, reranker = train_reranker(work)
-        log("real collections")
-        real = real_sets(work, registry)
-        log("latency on a generated 10,000-entry knowledge base")
-        lat = latency(work, registry)
-        write_partial(
-            {"p99_ms": lat["p99_ms"], "p99_ms_base": lat["base"]["p99_ms"], "latency": lat}
-        )
-        log("retrieval quality on the sample question set")
-        q = quality(work)
+        if only == "latency":
+            from verticals.core.registry import ModelRegistry
+
+            reuse = os.environ.get("SUPPORT_BENCH_RERANKER")
+            registry = ModelRegistry(reuse or work / "registry")
+            reranker = previous["reranker"]
+        else:
+            log("training the reranker on real pairs (FiQA, PrivacyQA, BoolQ)")
+            registry, reranker = train_reranker(work)
+        if RESCORE:
+            log("distilling the second encoder into a question student")
+            student = train_student(registry)
+        else:
+            student = None
+        if only in ("all", "real"):
+            log("real collections")
+            real = real_sets(work, registry)
+        else:
+            real = previous["real_sets"]
+        if only in ("all", "latency"):
+            log("latency on a generated 10,000-entry knowledge base")
+            lat = latency(work, registry)
+            write_partial(
+                {"p99_ms": lat["p99_ms"], "p99_ms_base": lat["base"]["p99_ms"], "latency": lat}
+            )
+        else:
+            lat = previous["latency"]
+        if only == "all":
+            log("retrieval quality on the sample question set")
+            q = quality(work)
+        else:
+            q = previous["quality"]
     modes = q["by_mode"]
     from verticals.support_bot.settings import SupportSettings
 
@@ -543,6 +660,7 @@ def main() -> None:
         "precision_min": min(r["answer_precision"] for r in real.values() if r["held_out"]),
         "coverage_min": min(r["coverage"] for r in real.values() if r["held_out"]),
         "reranker": reranker,
+        "rescore_student": student,
         "quality": q,
         "latency": lat,
         "protocol": {

@@ -67,6 +67,72 @@ def test_rescorer_reorders_the_top_by_both_cosines(
     assert again.encoded == 0
 
 
+class Counting:
+    """A real encoder that counts the texts it reads."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    def encode(self, texts: Any) -> np.ndarray:
+        self.texts += list(texts)
+        return np.asarray(self.inner.encode(texts))
+
+
+def test_a_student_reads_the_questions_the_entries_keep_the_encoders_vectors(
+    encoder: Any, second_encoder: Any
+) -> None:
+    """With a student (here the service's int8 MiniLM), questions are encoded by it alone and
+    compared with the entries' vectors from the second encoder's cache."""
+    from verticals.support_bot.candidates import Candidate
+    from verticals.support_bot.rescoring import Rescorer
+    from verticals.support_bot.text import EntryIn
+
+    teacher, student = Counting(second_encoder), Counting(encoder)
+    rescorer = Rescorer(teacher, "minilm+torch", top=2, query_encoder=student)
+    pets = EntryIn(id="pets", title="Pets", body="Velvet is fine with cats: claws do not catch.")
+    candles = EntryIn(id="candles", title="Candles", body="Our candles burn for 40 hours.")
+    rescorer.warm([pets.index_text(), candles.index_text()])
+    question = "Is the velvet armchair fabric OK with cats?"
+    found = [[Candidate(1, candles, 0.9, 0.60), Candidate(2, pets, 0.8, 0.58)]]
+    rescorer.rescore([question], found)
+    assert teacher.texts == [pets.index_text(), candles.index_text()]  # entries, at ingest
+    assert student.texts == [question]
+    qvec = encoder.encode([question])[0]
+    entry = second_encoder.encode([pets.index_text()])[0]
+    assert found[0][0].entry.id == "pets"
+    assert found[0][0].second == pytest.approx(float(entry @ qvec), abs=1e-4)
+
+
+def test_a_student_of_another_encoder_is_not_used(tmp_path: Path, settings_factory: Any) -> None:
+    """The registry's current student is used only when it was distilled from exactly the
+    second encoder and form the settings name (its vectors live in that encoder's space)."""
+    import json
+
+    from verticals.core.registry import ModelRegistry
+    from verticals.support_bot.rescoring import load_student, rescorer_name
+
+    registry = ModelRegistry(tmp_path / "reg")
+    settings = settings_factory(tmp_path, rescore_encoder="all-mpnet-base-v2")
+    assert load_student(settings, registry) is None  # none registered
+    staged = registry.staging_dir()
+    (staged / "card.json").write_text(json.dumps({"kind": "embedding"}))
+    card = {
+        "kind": "embedding",
+        "method": "distillation",
+        "teacher": "other+onnx-int8",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "created_at": "2026-11-30T12:00:00+00:00",
+        "data": {},
+        "metrics": {},
+    }
+    registry.register(settings.rescore_student_task, staged, card)
+    assert rescorer_name(settings) == "all-mpnet-base-v2+onnx-int8"
+    assert load_student(settings, registry) is None  # another teacher's student
+    off = settings_factory(tmp_path, rescore_encoder="other", rescore_student=False)
+    assert load_student(off, registry) is None  # switched off
+
+
 def test_rescorer_encodes_an_entry_it_has_not_seen(second_encoder: Any) -> None:
     """An entry another replica wrote is encoded when it is first a candidate."""
     from verticals.support_bot.candidates import Candidate

@@ -253,3 +253,38 @@ def train_intent(tenant: str = DEMO, epochs: int = 3) -> None:
     if tenant == DEMO:
         prepare_demo(bot, settings)
     typer.echo(json.dumps(run(bot, tenant, epochs=epochs), indent=2))
+
+
+@app.command()
+@errors
+def distil(
+    epochs: int = 2,
+    boolq: Annotated[int, typer.Option(help="BoolQ queries among the training questions.")] = 6000,
+) -> None:
+    """Distil the second encoder (VERTICALS_SUPPORT_RESCORE_ENCODER) into a MiniLM student that
+    reads the questions (real FiQA, PrivacyQA and BoolQ questions; the teacher's vectors cached);
+    it becomes current only when it beats its starting point on held-out questions."""
+    import tempfile
+
+    from verticals.core.registry import ModelRegistry
+    from verticals.support_bot.distil import train_student, training_questions
+    from verticals.support_bot.rescoring import load_rescorer
+
+    settings = _settings(rescore_student=False)
+    rescorer = load_rescorer(settings)
+    if rescorer is None:
+        raise typer.BadParameter("set VERTICALS_SUPPORT_RESCORE_ENCODER (e.g. all-mpnet-base-v2)")
+    outcome = train_student(
+        ModelRegistry.default(),
+        Path(tempfile.mkdtemp()),
+        rescorer,
+        settings.rescore_student_task,
+        training_questions(boolq),
+        epochs,
+    )
+    typer.echo(
+        json.dumps(
+            {"version": outcome.version, "current": outcome.current, "metrics": outcome.metrics},
+            indent=2,
+        )
+    )

@@ -101,7 +101,9 @@ class SupportBot:
         self.persist = persist
         self.tenants = Tenants(self.store)
         # None: the one the settings ask for; False: none
-        self.rescorer = load_rescorer(settings, persist) if rescorer is None else rescorer or None
+        self.rescorer = (
+            load_rescorer(settings, persist, registry) if rescorer is None else rescorer or None
+        )
         self.knowledge = Knowledge(
             settings, self.store, self.encoder, self.tenants, persist, self.rescorer
         )

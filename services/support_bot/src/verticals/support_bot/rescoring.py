@@ -95,10 +95,14 @@ class Rescorer:
         weight: float = 1.0,
         folder: Path | None = None,
         gap: float = 1.0,
+        query_encoder: Any = None,
     ) -> None:
         self.encoder = encoder
         self.name = name
         """What the encoder is (model and form): its vectors are cached under this name."""
+        self.query_encoder = query_encoder or encoder
+        """What reads the questions: the encoder itself, or a student distilled from it that
+        maps a question into the encoder's vector space at a fraction of its cost."""
         self.top = top
         self.weight = weight
         self.gap = gap
@@ -174,7 +178,7 @@ class Rescorer:
         todo = [i for i, cands in enumerate(found) if cands and (everything or self.close(cands))]
         if not todo:
             return
-        qvecs = self.encoder.encode([queries[i] for i in todo])
+        qvecs = self.query_encoder.encode([queries[i] for i in todo])
         tops = [found[i][: self.top] for i in todo]
         texts = [c.entry.index_text() for top in tops for c in top]
         vectors = iter(self.vectors(texts))
@@ -185,9 +189,35 @@ class Rescorer:
             found[i][: len(top)] = sorted(top, key=lambda c: -(c.combined or 0.0))
 
 
-def load_rescorer(settings: SupportSettings, persist: bool = True) -> Rescorer | None:
+def rescorer_name(settings: SupportSettings) -> str:
+    """The second encoder's name (model and form): its cache file and its students' teacher."""
+    return f"{Path(settings.rescore_encoder).name}+{settings.rescore_form}"
+
+
+def load_student(settings: SupportSettings, registry: Any = None) -> Any:
+    """The current student of the second encoder (registry task ``rescore_student_task``,
+    distilled from exactly this encoder and form), else None."""
+    if not settings.rescore_student:
+        return None
+    from verticals.core.inference import Encoder
+    from verticals.core.registry import ModelRegistry
+
+    registry = registry or ModelRegistry.default()
+    task = settings.rescore_student_task
+    if registry.current_version(task) is None:
+        return None
+    card = registry.card(task, registry.current_version(task))
+    if card.get("teacher") != rescorer_name(settings):
+        return None
+    return Encoder.from_registry(task, form=settings.rescore_student_form, registry=registry)
+
+
+def load_rescorer(
+    settings: SupportSettings, persist: bool = True, registry: Any = None
+) -> Rescorer | None:
     """The second stage the settings ask for (``rescore_encoder``), else None; its cache is
-    saved under the data folder when ``persist``."""
+    saved under the data folder when ``persist``. Questions are read by its current student
+    when the registry has one (:func:`load_student`), else by the encoder itself."""
     if not settings.rescore_encoder:
         return None
     from verticals.core.inference import Encoder
@@ -199,9 +229,10 @@ def load_rescorer(settings: SupportSettings, persist: bool = True) -> Rescorer |
     )
     return Rescorer(
         encoder,
-        f"{Path(settings.rescore_encoder).name}+{settings.rescore_form}",
+        rescorer_name(settings),
         settings.rescore_top,
         settings.rescore_weight,
-        settings.index_dir() / "rescore" if persist else None,
+        (settings.rescore_cache_dir or settings.index_dir() / "rescore") if persist else None,
         settings.rescore_gap,
+        load_student(settings, registry),
     )

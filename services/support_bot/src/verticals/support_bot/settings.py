@@ -58,6 +58,16 @@ class SupportSettings(ServiceSettings):
     gain; 1.0: every query)."""
     rescore_max_length: int = Field(128, gt=8, le=512)
     """Tokens of each text the second encoder reads."""
+    rescore_student: bool = True
+    """Read the questions with the second encoder's distilled student when the registry has a
+    current one for this encoder and form (``rescore_student_task``; ``verticals support
+    distil``): MiniLM's cost per question instead of the second encoder's."""
+    rescore_student_task: str = "support-rescore-student"
+    rescore_student_form: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
+    rescore_cache_dir: Path | None = None
+    """Where the second encoder's entry vectors are cached, one file per encoder name, keyed by
+    the SHA-1 of each text (content-addressed: safe to share between tenants, data folders and
+    runs); default ``<data_dir>/support_index/rescore``."""
     knowledge_threshold: bool = True
     """An uncalibrated tenant's threshold is derived from its own knowledge base (pseudo-queries
     made from its entries, ``policy.KnowledgeThresholds``) instead of the fixed defaults."""
