@@ -172,6 +172,10 @@ class Recommender:
             chunk = keys[start : start + 20_000]
             ids = [str(self.meta.ids[k]) for k in chunk.tolist()]
             serving.set_items(chunk, self.index.table.data[chunk], ids)
+        # Loaded in chunks, an IVF index would be trained when the catalog first outgrew the
+        # exact index (800 lists at 40k items instead of 1,264 at 100k, so every search scanned
+        # about 60% more vectors than the text index's): train it once on the whole catalog.
+        serving.index.rebuild()
         for events in self.store.iter_events():
             for user_id, item_id, _, _ in events:
                 key = self.meta.key_of.get(item_id)
