@@ -113,7 +113,7 @@ def test_a_student_of_another_encoder_is_not_used(tmp_path: Path, settings_facto
     from verticals.support_bot.rescoring import load_student, rescorer_name
 
     registry = ModelRegistry(tmp_path / "reg")
-    settings = settings_factory(tmp_path, rescore_encoder="all-mpnet-base-v2")
+    settings = settings_factory(tmp_path, rescore_encoder="all-mpnet-base-v2", rescore_student=True)
     assert load_student(settings, registry) is None  # none registered
     staged = registry.staging_dir()
     (staged / "card.json").write_text(json.dumps({"kind": "embedding"}))

@@ -58,10 +58,11 @@ class SupportSettings(ServiceSettings):
     gain; 1.0: every query)."""
     rescore_max_length: int = Field(128, gt=8, le=512)
     """Tokens of each text the second encoder reads."""
-    rescore_student: bool = True
-    """Read the questions with the second encoder's distilled student when the registry has a
-    current one for this encoder and form (``rescore_student_task``; ``verticals support
-    distil``): MiniLM's cost per question instead of the second encoder's."""
+    rescore_student: bool = False
+    """Read the questions with the second encoder's distilled student (registry task
+    ``rescore_student_task``, distilled from this encoder and form: ``verticals support
+    distil``): MiniLM's cost per question instead of the second encoder's. Off by default: the
+    student trained here keeps only part of the second encoder's held-out gain (README)."""
     rescore_student_task: str = "support-rescore-student"
     rescore_student_form: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
     rescore_cache_dir: Path | None = None
