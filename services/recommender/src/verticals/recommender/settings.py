@@ -36,9 +36,9 @@ class TowerWeights(BaseModel):
 
     tower: float = Field(1.0, ge=0)
     """The tower's score, as exp(score - the user's best score)."""
-    text: float = Field(8.0, ge=0)
+    text: float = Field(4.0, ge=0)
     """Cosine of the user's text vector (recency-weighted mean of item vectors) and the item's."""
-    popularity: float = Field(0.4, ge=0)
+    popularity: float = Field(0.8, ge=0)
     cooccurrence: float = Field(4.0, ge=0)
 
 

@@ -8,7 +8,8 @@ user saw) and is trained to predict the next liked item. Two figures per model: 
 classic protocol: only the user's earlier liked items are excluded from the ranking) and
 ``figures_seen_filter`` (what the service does: everything the user rated before the test item,
 low ratings too, is excluded). The blend's weights are tuned on the validation items with the
-seen filter (the served behaviour); the test items are scored once.
+seen filter (the served behaviour) and the first fit's tower (the served one is refit on the
+validation items too); the test items are scored once, with the served tower.
 
 Cold items: a cut-off time makes the items first rated after it (the newest fifth of the
 catalog) new. New items are kept out of training: models learn from the ratings of the known
@@ -34,11 +35,11 @@ from verticals.core.sequence import fit_tower, leave_last_out
 from verticals.recommender.movielens import K, MovieLens, build_model, metrics
 from verticals.recommender.scoring import user_signals
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights
-from verticals.recommender.tower import TOWER_SETTINGS
+from verticals.recommender.tower import TOWER_SETTINGS, TOWER_WEIGHT_DECAY
 
 TOWER = SequenceConfig(**TOWER_SETTINGS)
 TRAINING = TrainingConfig(
-    epochs=30, batch_size=64, learning_rate=2e-3, weight_decay=0.0, patience=5
+    epochs=30, batch_size=64, learning_rate=2e-3, weight_decay=TOWER_WEIGHT_DECAY, patience=5
 )
 BLEND_GRID = [
     (1.0, t, p, c)
