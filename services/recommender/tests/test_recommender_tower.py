@@ -99,14 +99,7 @@ def trained(tmp_path_factory: Any, encoder: Any, catalog: list[ItemIn]) -> dict[
         learning_rate=1e-2,
         registry=registry,
         log=lambda m: None,
-        sequence={
-            "dim": 32,
-            "layers": 1,
-            "max_length": 10,
-            "dropout": 0.1,
-            "id_dropout": 0.1,
-            "refit": True,
-        },
+        sequence={"dim": 32, "layers": 1, "max_length": 10, "dropout": 0.1, "id_dropout": 0.1},
     )
     return {"settings": settings, "registry": registry, "result": result}
 
@@ -115,9 +108,7 @@ def test_tower_training_learns_and_is_gated(trained: dict[str, Any]) -> None:
     import torch
 
     from verticals.core.sequence import (
-        SELECTION,
         Sequences,
-        UserTower,
         build_network,
         leave_last_out,
         ranking_metrics,
@@ -131,18 +122,8 @@ def test_tower_training_learns_and_is_gated(trained: dict[str, Any]) -> None:
     assert metrics["validation_hr@10"] > metrics["validation_popularity_hr@10"] + 0.2
     assert metrics["hr@10"] > metrics["test_popularity_hr@10"] + 0.2
     assert result["promoted"] and card["current"]
-    # refit on training + validation items; the validation figure (the gate's) is the first
-    # fit's, kept beside it and re-scored here
-    data = Sequences.load(registry.path("recommender-tower") / "data")
-    split = leave_last_out(data.items, data.positive)
-    first = UserTower.from_directory(registry.path("recommender-tower") / SELECTION)
-    assert (
-        card["training"]["refit_epochs"]
-        == max(card["training"]["history"], key=lambda h: h["hr@10"])["epoch"]
-    )
-    got = score_users(first.net, data.vectors, split.validation, first.config.max_length)
-    assert ranking_metrics(got)["hr@10"] == metrics["validation_hr@10"]
     # an untrained tower of the same shape on the same held-out users does far worse
+    data = Sequences.load(registry.path("recommender-tower") / "data")
     torch.manual_seed(0)
     config = __import__("verticals.core.config", fromlist=["SequenceConfig"]).SequenceConfig(
         **card["config"]["sequence"]
@@ -274,43 +255,3 @@ def test_the_tower_blend_adds_the_text_cosine_when_weighted(
     both = TowerWeights(tower=2.0, text=1.0, popularity=0.0, cooccurrence=0.0)
     got = blend_scores(both, tower, engine.model, keys, CoScores.empty(), user)
     assert np.allclose(got, 2.0 * tower + cosine)
-
-
-def test_a_refit_learns_from_the_validation_items_and_keeps_the_first_fit() -> None:
-    """Items 50-59 are only ever validation or test targets (of the last 100 users; the first 100
-    walk learnable chains): the first fit never sees them as targets, a refit on training +
-    validation items does, so only the refit finds those test items; the first
-    (validation-selected) fit and its figure are kept."""
-    from verticals.core.config import SequenceConfig, TrainingConfig
-    from verticals.core.sequence import fit_tower, leave_last_out, ranking_metrics, score_users
-
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(60, 16)).astype(np.float32)
-    items = [list(range(s, s + 8)) for s in rng.integers(0, 43, size=100)]
-    for _ in range(100):
-        late = rng.choice(np.arange(50, 60), size=2, replace=False)
-        items.append([int(i) for i in rng.choice(50, size=6, replace=False)] + late.tolist())
-    split = leave_last_out(items)
-    assert split.refit is not None and [len(r) for r in split.refit] == [7] * 200
-    config = SequenceConfig(dim=16, layers=1, max_length=8, dropout=0.0, id_dropout=0.0)
-    training = TrainingConfig(epochs=20, batch_size=32, learning_rate=1e-2, patience=0)
-
-    def fit(refit: bool) -> Any:
-        return fit_tower(
-            vectors,
-            split.train,
-            split.validation,
-            config.model_copy(update={"refit": refit}),
-            training,
-            refit=(split.refit, split.refit_positive),
-        )
-
-    def hr(net: Any, pairs: list[tuple[list[int], int]]) -> float:
-        return ranking_metrics(score_users(net, vectors, pairs, config.max_length))["hr@10"]
-
-    plain, refit = fit(False), fit(True)
-    assert refit.refit_epochs == max(plain.history, key=lambda h: h["hr@10"])["epoch"] > 5
-    assert refit.best_validation == plain.best_validation  # the same first fit, same seed
-    assert hr(refit.selection, split.validation) == refit.best_validation
-    late_test = split.test[100:]
-    assert hr(plain.net, late_test) < 0.5 < 0.9 < hr(refit.net, late_test)

@@ -112,9 +112,6 @@ class SequenceConfig(_Frozen):
     schedule: Literal["constant", "cosine"] = "constant"
     """Learning rate: constant, or linear warm-up (``warmup_ratio``) then cosine decay to 0 over
     ``epochs``."""
-    refit: bool = False
-    """After early stopping on validation, train a fresh tower on the training and validation
-    items for the chosen number of epochs (the validation figure stays the first fit's)."""
 
 
 class RerankingConfig(_Frozen):

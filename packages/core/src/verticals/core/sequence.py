@@ -37,8 +37,6 @@ from verticals.core.registry import ModelRegistry, TrainOutcome
 
 K = 10
 WEIGHTS_FILE = "tower.safetensors"
-SELECTION = "selection"
-"""With a refit, the first (validation-selected) fit is kept in this sub-folder."""
 
 
 @dataclass
@@ -118,15 +116,12 @@ class Split:
     validation: list[tuple[list[int], int]]
     test: list[tuple[list[int], int]]
     train_positive: list[list[bool]] | None = None
-    refit: list[list[int]] | None = None
-    """Training and validation items: every item before the test target (for a refit)."""
-    refit_positive: list[list[bool]] | None = None
 
 
 def leave_last_out(sequences: list[list[int]], positive: list[list[bool]] | None = None) -> Split:
     """The last positive of each user with >= 3 positives is the test target, the one before
     the validation target; each target's history is every item before it (context too)."""
-    train, flags, validation, test, refit, refit_flags = [], [], [], [], [], []
+    train, flags, validation, test = [], [], [], []
     for u, rows in enumerate(sequences):
         marks = positive[u] if positive is not None else [True] * len(rows)
         targets = [i for i, mark in enumerate(marks) if mark]
@@ -136,14 +131,10 @@ def leave_last_out(sequences: list[list[int]], positive: list[list[bool]] | None
             flags.append(marks[:v])
             validation.append((rows[:v], rows[v]))
             test.append((rows[:t], rows[t]))
-            refit.append(rows[:t])
-            refit_flags.append(marks[:t])
         elif rows:
             train.append(rows)
             flags.append(marks)
-            refit.append(rows)
-            refit_flags.append(marks)
-    return Split(train, validation, test, flags, refit, refit_flags)
+    return Split(train, validation, test, flags)
 
 
 # ---- the network -------------------------------------------------------------------------
@@ -305,11 +296,6 @@ class Fitted:
     best_validation: float
     seconds: float
     steps: int
-    refit_epochs: int = 0
-    """Epochs of the refit on training + validation items (0: no refit)."""
-    selection: Any = None
-    """With a refit: the first fit's net (early-stopped on validation; ``best_validation`` is
-    its figure)."""
 
 
 def fit_tower(
@@ -320,37 +306,16 @@ def fit_tower(
     training: TrainingConfig,
     log: Callable[[str], None] | None = None,
     positive: list[list[bool]] | None = None,
-    refit: tuple[list[list[int]], list[list[bool]] | None] | None = None,
 ) -> Fitted:
     """Next-positive-item training at every position of every history (full softmax unless
     ``config.negatives``), AdamW, validation HR@10 after each epoch, early stopping with the
-    best weights restored. ``positive``: the targets among ``train``'s items (None: all).
-    With ``config.refit``, a fresh tower is then trained on ``refit`` (the training and
-    validation items, with their flags) for the best epoch count, same seed and schedule; the
-    returned validation figures stay the first fit's (measured before validation was seen)."""
+    best weights restored. ``positive``: the targets among ``train``'s items (None: all)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread beats several on a shared CPU
     try:
-        fitted = _fit(text, train, positive, validation, config, training, log)
-        if not config.refit:
-            return fitted
-        if refit is None:
-            raise ValueError("config.refit needs the training and validation histories")
-        epochs = max(fitted.history, key=lambda h: h["hr@10"])["epoch"]
-        if log:
-            log(f"tower refit on training + validation items for {epochs} epochs")
-        final = _fit(text, refit[0], refit[1], [], config, training, log, int(epochs))
-        return Fitted(
-            final.net,
-            fitted.history,
-            fitted.best_validation,
-            fitted.seconds + final.seconds,
-            fitted.steps + final.steps,
-            int(epochs),
-            fitted.net,
-        )
+        return _fit(text, train, positive, validation, config, training, log)
     finally:
         torch.set_num_threads(threads)
 
@@ -374,9 +339,7 @@ def _fit(
     config: SequenceConfig,
     training: TrainingConfig,
     log: Callable[[str], None] | None,
-    fixed_epochs: int | None = None,
 ) -> Fitted:
-    """One training run: early stopping on ``validation``, or ``fixed_epochs`` without it."""
     import copy
 
     import torch
@@ -390,7 +353,7 @@ def _fit(
     text_t = torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32))
     started = time.perf_counter()
     best, best_state, history, stale, steps = -1.0, None, [], 0, 0
-    for epoch in range(fixed_epochs or training.epochs):
+    for epoch in range(training.epochs):
         net.train()
         all_inputs, all_targets = _windows(
             train, positive, config.max_length, rng, config.history_cap
@@ -426,11 +389,6 @@ def _fit(
             optimiser.step()
             total += loss.item() * len(inputs)
             steps += 1
-        if fixed_epochs:
-            history.append({"epoch": epoch + 1, "loss": total / max(len(all_inputs), 1)})
-            if log:
-                log(f"tower epoch {epoch + 1}: loss {history[-1]['loss']:.3f}")
-            continue
         score = ranking_metrics(score_users(net, text, validation, config.max_length))["hr@10"]
         history.append(
             {"epoch": epoch + 1, "loss": total / max(len(all_inputs), 1), "hr@10": score}
@@ -579,7 +537,6 @@ def train_sequence(
         config.training,
         log,
         split.train_positive,
-        (split.refit or [], split.refit_positive),
     )
     test_ranks = score_users(fitted.net, data.vectors, split.test, config.sequence.max_length)
     metrics = ranking_metrics(test_ranks)
@@ -593,14 +550,6 @@ def train_sequence(
     }
     staged = registry.staging_dir()
     save_tower(fitted.net, staged, config.sequence, data.item_ids, data.vectors.shape[1])
-    if fitted.selection is not None:  # the net the validation figure (and gate) comes from
-        save_tower(
-            fitted.selection,
-            staged / SELECTION,
-            config.sequence,
-            data.item_ids,
-            data.vectors.shape[1],
-        )
     data.save(staged / "data")  # the test split lives with the model (its last items)
     card: dict[str, Any] = {
         "kind": "sequence",
@@ -625,7 +574,6 @@ def train_sequence(
             "seconds": round(fitted.seconds, 2),
             "steps": fitted.steps,
             "best_validation": fitted.best_validation,
-            "refit_epochs": fitted.refit_epochs,
             "history": fitted.history,
         },
         "config": json.loads(config.model_dump_json()),

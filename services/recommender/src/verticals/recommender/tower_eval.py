@@ -8,8 +8,7 @@ user saw) and is trained to predict the next liked item. Two figures per model: 
 classic protocol: only the user's earlier liked items are excluded from the ranking) and
 ``figures_seen_filter`` (what the service does: everything the user rated before the test item,
 low ratings too, is excluded). The blend's weights are tuned on the validation items with the
-seen filter (the served behaviour) and the first fit's tower (the served one is refit on the
-validation items too); the test items are scored once, with the served tower.
+seen filter (the served behaviour); the test items are scored once.
 
 Cold items: a cut-off time makes the items first rated after it (the newest fifth of the
 catalog) new. New items are kept out of training: models learn from the ratings of the known
@@ -174,14 +173,12 @@ def tune_blend(
 
 def train_movielens_tower(
     data: MovieLens, vectors: np.ndarray, registry: Any, task: str, show_progress: bool
-) -> tuple[Any, Any, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """Train the tower with the core's ``sequence`` kind on every user's ratings in time order
     (liked ones are the targets): its leave-last-out split is this protocol's (last liked =
-    test, the one before = validation). Returns the served net (refit on the training and
-    validation items when the config says so), the validation-selected net (the first fit,
-    which never saw the validation items: the one to tune on validation) and the card."""
+    test, the one before = validation). Returns the net and its card."""
     from verticals.core.config import DataConfig, TrainConfig
-    from verticals.core.sequence import SELECTION, Sequences, UserTower
+    from verticals.core.sequence import Sequences, UserTower
     from verticals.core.training import run_training
 
     users, items, flags = rating_sequences(data)
@@ -192,9 +189,7 @@ def train_movielens_tower(
     outcome = run_training(config, registry, show_progress=show_progress, records=sequences)
     registry.promote(task, outcome.version, force=True)
     net = UserTower.from_directory(outcome.path).net
-    selection = outcome.path / SELECTION
-    first = UserTower.from_directory(selection).net if selection.exists() else net
-    return net, first, registry.card(task, outcome.version)
+    return net, registry.card(task, outcome.version)
 
 
 def _ranks(
@@ -239,13 +234,12 @@ def evaluate_tower(
             raise RuntimeError(f"user {u}: the rating order differs from the liked events'")
     held_both = set(data.test.values()) | set(data.validation.values())
     test_hist = histories(data, set(data.test.values()))
-    net, first, card = train_movielens_tower(data, vectors, registry, settings.tower_task, True)
+    net, card = train_movielens_tower(data, vectors, registry, settings.tower_task, True)
     log(f"tower trained: {card['metrics']}")
 
-    # blend weights on the validation items, with the seen filter (the served behaviour), with
-    # the first fit's tower (a refit tower trained on the validation items)
+    # blend weights on the validation items, with the seen filter (the served behaviour)
     val_model = build_model(data, vectors, held_both, settings, window)
-    val_tower = tower_scores(first, vectors, [validation[u][0] for u in users], TOWER.max_length)
+    val_tower = tower_scores(net, vectors, [validation[u][0] for u in users], TOWER.max_length)
     val_signals = np.stack([user_signals(val_model, val_model.users[u], n) for u in users])
     chosen, best = tune_blend(val_signals, val_tower, [validation[u] for u in users], BLEND_GRID)
     log(f"blend weights (validation NDCG@10 {best}, seen filter): {chosen}")
@@ -294,7 +288,6 @@ def evaluate_tower(
             "training": TRAINING.model_dump(),
             "train_seconds": card["training"]["seconds"],
             "epochs": len(card["training"]["history"]),
-            "refit_epochs": card["training"].get("refit_epochs", 0),
             "validation_hr@10_seen_filter": card["metrics"]["validation_hr@10"],
             "registry_card_test_metrics_seen_filter": {
                 k: card["metrics"][k] for k in ("hr@10", "ndcg@10", "test_popularity_hr@10")
@@ -369,7 +362,6 @@ def evaluate_cold_items(
         TRAINING,
         log,
         split.train_positive,
-        (split.refit or [], split.refit_positive),
     )
     log(f"cold-item tower trained in {fitted.seconds:.0f}s on {len(warm)} known items")
 
