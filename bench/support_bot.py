@@ -171,7 +171,9 @@ def train_student(registry: Any) -> dict[str, Any]:
     return out
 
 
-def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) -> dict[str, Any]:
+def real_set(
+    bot: Any, base: Any, student: Any, name: str, held_out: bool, probes: list[str]
+) -> dict[str, Any]:
     """One real collection in a fresh, uncalibrated tenant: every answer posted as a text
     document, every question asked; probes are real questions from another collection."""
     from verticals.support_bot import realqa
@@ -213,7 +215,6 @@ def real_set(bot: Any, base: Any, name: str, held_out: bool, probes: list[str]) 
         if rescorer is not None
         else None
     )
-    student: Any = bot.student
     student_base = (
         exact_hit1(
             student.encode([q["question"] for q in questions])
@@ -285,7 +286,7 @@ def real_sets(work: Path, registry: Any) -> dict[str, Any]:
     )
     rescorer = load_rescorer(settings, True, registry) if RESCORE else False
     bot = SupportBot(settings, persist=False, registry=registry, rescorer=rescorer)
-    bot.student = (  # type: ignore[attr-defined]
+    student = (  # the second encoder's student, measured beside it whether or not it is on
         load_student(settings.model_copy(update={"rescore_student": True}), registry)
         if RESCORE
         else None
@@ -297,7 +298,7 @@ def real_sets(work: Path, registry: Any) -> dict[str, Any]:
     names = chosen.split(",") if chosen else list(REAL_SETS)
     out = {}
     for name in names:
-        out[name] = real_set(bot, base, name, REAL_SETS[name], probes[:PROBES])
+        out[name] = real_set(bot, base, student, name, REAL_SETS[name], probes[:PROBES])
         write_partial({"real_sets": out})
     return out
 
