@@ -189,9 +189,12 @@ def recall_tradeoff(vectors: np.ndarray, queries: np.ndarray | None = None) -> l
     return rows
 
 
-async def load(port: int, clients: int, requests: int) -> tuple[list[float], int, float]:
-    """``clients`` keep-alive connections issue ``requests`` GETs in total (closed loop)."""
-    rng = random.Random(clients)
+async def load(
+    port: int, clients: int, requests: int, seed: int = 0
+) -> tuple[list[float], int, float]:
+    """``clients`` keep-alive connections issue ``requests`` GETs in total (closed loop), for
+    users drawn with ``seed`` (the same draw for both servers)."""
+    rng = random.Random(seed)
     paths = [
         f"/v1/users/{f'user-{rng.randrange(N_USERS)}' if rng.random() < 0.9 else f'new-{i}'}"
         "/recommendations?k=10"
@@ -298,9 +301,10 @@ def serving_part(encoder: object) -> dict:
         log(f"{len(events)} events in {ingest_seconds:.1f}s per server")
 
         runs = {name: measure(bases[name]) for name in ("no_tower", "tower")}
-        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+        for round_ in range(ROUNDS):  # interleaved, so both see the same machine load
             for name in ("no_tower", "tower"):
-                runs[name]["rounds"].append(run_round(int(bases[name].rsplit(":", 1)[1])))
+                port = int(bases[name].rsplit(":", 1)[1])
+                runs[name]["rounds"].append(run_round(port, seed=1 + round_))
         for run in runs.values():
             summarise(run)
         sample_response = httpx.get(f"{bases['tower']}/v1/users/user-1/recommendations?k=3").json()
@@ -343,9 +347,11 @@ def serving_part(encoder: object) -> dict:
         f"client, so the load generator takes little of the shared CPU), {ROUNDS} rounds of "
         f"{REQUESTS} GET "
         "/v1/users/{id}/recommendations?k=10 per server, 90% known users (15 events each), 10% "
-        "new users (cold start); one uvicorn worker per server; every user on variant A; two "
-        "servers on the same data, one serving the MovieLens-trained user tower (its item "
-        "vectors from text: no catalog item is known to it by id) and one without a tower, "
+        "new users (cold start), a fresh random draw of users each round (the same for both "
+        "servers; a known user drawn again is a repeat visit); one uvicorn worker per server; "
+        "every user on variant A; two servers on the same data, one serving the "
+        "MovieLens-trained user tower (its item vectors from text: no catalog item is known "
+        "to it by id) and one without a tower, "
         "measured in alternating rounds; clients and servers on the same 2 cores",
         "recall_tradeoff": tradeoff,
         "sample_response": sample_response,
@@ -400,9 +406,9 @@ def measure(base: str) -> dict:
     }
 
 
-def run_round(port: int) -> dict:
+def run_round(port: int, seed: int) -> dict:
     load_before = os.getloadavg()[0]
-    latencies, errors, wall = asyncio.run(load(port, CLIENTS, REQUESTS))
+    latencies, errors, wall = asyncio.run(load(port, CLIENTS, REQUESTS, seed))
     arr = np.array(latencies) * 1000
     return {
         "p50_ms": round(float(np.percentile(arr, 50)), 2),

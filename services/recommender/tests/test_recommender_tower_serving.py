@@ -1,7 +1,7 @@
 """The tower's serving path ranks exactly as a straightforward reference computation does: its
-candidates (tower index, text index, popular, co-occurring), the blend of the four signals over
-them, the filters and the seen filter, top-k by score then key, whatever it caches per user
-between events and catalog changes."""
+candidates (the tower index's nearest; popular and co-occurring items when the filters leave
+fewer than k), the blend of the four signals over them, the filters and the seen filter, top-k
+by score then key, whatever it caches per user between events and catalog changes."""
 
 from __future__ import annotations
 
@@ -72,18 +72,21 @@ def reference(engine: Any, user_id: str, filters: Filters, k: int) -> tuple[list
     found, found_scores = tower.index.search(vector, n)
     best = float(found_scores[0])
     cooc = model.cooccurring(list(user.recent))
-    if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
-        keys = meta.all_keys()
-    else:
-        keys = np.concatenate(
-            [found, model.top_popular(n), cooc.top(n), engine.index.search(text_vector, n)[0]]
-        )
-    keys = np.unique(keys.astype(np.int64))
-    keys = keys[meta.mask(keys, filters)]
     excluded = (user.seen if filters.exclude_seen else set()) | (
         user.purchased if filters.exclude_purchased else set()
     )
-    keys = np.array([key for key in keys.tolist() if key not in excluded], dtype=np.int64)
+
+    def allowed(keys: np.ndarray) -> np.ndarray:
+        keys = np.unique(keys.astype(np.int64))
+        keys = keys[meta.mask(keys, filters)]
+        return np.array([key for key in keys.tolist() if key not in excluded], dtype=np.int64)
+
+    if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
+        keys = allowed(meta.all_keys())
+    else:
+        keys = allowed(found)
+        if len(keys) < k:
+            keys = allowed(np.concatenate([found, model.top_popular(n), cooc.top(n)]))
     scores = []
     for key in keys.tolist():
         signal = np.exp(min(float(tower.index.table.data[key] @ vector) - best, 0.0))

@@ -29,16 +29,16 @@ class ScorerWeights(BaseModel):
 
 
 class TowerWeights(BaseModel):
-    """The blend served with a user tower (each signal in [0, 1]; tuned on the MovieLens
-    validation items with the seen filter, ``make bench-recommend``)."""
+    """The blend that re-ranks the tower's nearest items (each signal in [0, 1]; tuned on the
+    MovieLens validation items with the seen filter, ``make bench-recommend``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tower: float = Field(1.0, ge=0)
     """The tower's score, as exp(score - the user's best score)."""
-    text: float = Field(4.0, ge=0)
+    text: float = Field(8.0, ge=0)
     """Cosine of the user's text vector (recency-weighted mean of item vectors) and the item's."""
-    popularity: float = Field(0.8, ge=0)
+    popularity: float = Field(0.2, ge=0)
     cooccurrence: float = Field(4.0, ge=0)
 
 
@@ -68,7 +68,8 @@ class RecommenderSettings(ServiceSettings):
     """On PostgreSQL: how often a replica reads the catalog version (one primary-key read) and
     applies the item changes other replicas made since, to its FAISS index; 0: only at start."""
     candidates: int = Field(200, gt=0)
-    """Candidates taken from each source (FAISS, co-occurrence, popularity) before blending."""
+    """Candidates taken from each source before blending (the old scorer: FAISS, co-occurrence,
+    popularity; the tower: its nearest items, the depth chosen on the MovieLens validation)."""
     max_batch: int = Field(1000, gt=0)
     """Largest number of items or events accepted in one request."""
     max_k: int = Field(100, gt=0)

@@ -4,9 +4,9 @@ validation gate.
 
 A user's tower vector is computed from their latest items at the first request after an event
 (a few tenths of a millisecond on CPU), so an event changes the next response; with it the
-tower's and the text index's nearest items and their scores are kept until the user's next
-event (or a catalog change), so a request searches no index when nothing changed. New catalog
-items get text-only tower vectors."""
+tower's nearest items (the candidates the blend re-ranks) and their scores are kept until the
+user's next event (or a catalog change), so a request searches no index when nothing changed.
+New catalog items get text-only tower vectors."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def tower_signal(scores: np.ndarray, best: float) -> np.ndarray:
 @dataclass(frozen=True)
 class UserCandidates:
     """What a user's tower ranking needs that only their events (or a catalog change) change:
-    the tower vector, the tower's and the text index's nearest items (sorted ``keys``) and
-    those items' tower signal and text cosine."""
+    the tower vector, the tower's nearest items (sorted ``keys``) and those items' tower
+    signal and text cosine."""
 
     vector: np.ndarray
     best: float
@@ -85,7 +85,7 @@ class TowerServing:
             settings.faiss_threads,
         )
         self.text_index = text_index
-        """The catalog's text index (the engine's): its nearest items join the candidates."""
+        """The catalog's text index (the engine's): its item vectors give the text cosine."""
         self.recent: dict[str, list[int]] = {}
         self.vectors: dict[str, np.ndarray] = {}
         """Each user's tower vector until their next event (or a catalog change)."""
@@ -148,14 +148,10 @@ class TowerServing:
         vector = self.user_vector(user_id)
         if vector is None:
             return None
-        n = self.n_candidates
-        found, found_scores = self.index.search(vector, n)
+        found, found_scores = self.index.search(vector, self.n_candidates)
         best = float(found_scores[0]) if len(found_scores) else 0.0
         text_vector = user.vector() if self.weights.text else None
-        parts = [found]
-        if text_vector is not None:
-            parts.append(self.text_index.search(text_vector, n)[0])
-        keys = np.unique(np.concatenate(parts).astype(np.int64))
+        keys = np.sort(found.astype(np.int64))
         entry = UserCandidates(
             vector,
             best,
@@ -170,6 +166,13 @@ class TowerServing:
                 self.cache.popitem(last=False)
         return entry
 
+    def signals(self, keys: np.ndarray, cand: UserCandidates) -> tuple[np.ndarray, Any]:
+        """The tower signal and the text cosine (None: text not weighted) of ``keys``."""
+        tower = tower_signal(self.index.table.data[keys] @ cand.vector, cand.best)
+        if cand.text_vector is None:
+            return tower, None
+        return tower, text_cosine(self.text_index, keys, cand.text_vector)
+
     def recommend(
         self,
         model: InteractionModel,
@@ -180,42 +183,35 @@ class TowerServing:
         excluded: set[int],
         k: int,
     ) -> Ranked | None:
-        """Tower + text (the user's text vector) + popularity + co-occurrence over the tower's
-        nearest items, the text index's nearest, the popular ones and the co-occurring ones;
-        None when the user has no usable history."""
+        """The tower retrieves, the blend re-ranks: tower + text (the user's text vector) +
+        popularity + co-occurrence over the tower's nearest items (every item of a small
+        filtered category; the popular and co-occurring items join when the filters leave
+        fewer than ``k``); None when the user has no usable history."""
         cand = self.candidates(user_id, user)
         if cand is None:
             return None
-        n = self.n_candidates
         cooc = model.cooccurring(model.user_seeds(user))
-        table = self.index.table
-        if filters.categories and meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW:
+        present = self.index.table.present
+        small = bool(filters.categories) and (
+            meta.category_size(filters.categories) <= EXHAUSTIVE_BELOW
+        )
+        if small:
             keys = meta.all_keys()
-            keys = keys[keys < len(table.present)]
-            tower = tower_signal(table.data[keys] @ cand.vector, cand.best)
-            text = (
-                None
-                if cand.text_vector is None
-                else text_cosine(self.text_index, keys, cand.text_vector)
-            )
+            keys = keys[keys < len(present)]
+            tower, text = self.signals(keys, cand)
         else:
+            keys, tower, text = cand.keys, cand.tower, cand.text
+        keep = allowed(meta, present, keys, filters, excluded)
+        if not small and np.count_nonzero(keep) < k:  # the filters left too few: widen
+            n = self.n_candidates
             extra = np.unique(np.concatenate([model.top_popular(n), cooc.top(n)]))
-            extra = extra[extra < len(table.present)]
-            extra = extra[~among(cand.keys, extra)]
-            keys = np.concatenate([cand.keys, extra])
-            tower = np.concatenate(
-                [cand.tower, tower_signal(table.data[extra] @ cand.vector, cand.best)]
-            )
-            text = (
-                None
-                if cand.text is None or cand.text_vector is None
-                else np.concatenate(
-                    [cand.text, text_cosine(self.text_index, extra, cand.text_vector)]
-                )
-            )
-        keep = meta.mask(keys, filters) & table.present[keys]
-        if excluded:
-            keep &= ~among(np.sort(np.fromiter(excluded, np.int64, len(excluded))), keys)
+            extra = extra[extra < len(present)]
+            extra = extra[~among(keys, extra)]
+            extra_tower, extra_text = self.signals(extra, cand)
+            keys = np.concatenate([keys, extra])
+            tower = np.concatenate([tower, extra_tower])
+            text = None if text is None else np.concatenate([text, extra_text])
+            keep = allowed(meta, present, keys, filters, excluded)
         keys, tower = keys[keep], tower[keep]
         scores = blend_scores(
             self.weights, tower, model, keys, cooc, text=None if text is None else text[keep]
@@ -223,6 +219,16 @@ class TowerServing:
         order = np.lexsort((keys, -scores))[:k]  # by score, ties by key
         ranked = Ranked(keys[order], scores[order].astype(np.float32), "personal")
         return fill_newest(meta, ranked, filters, excluded, k)
+
+
+def allowed(
+    meta: ItemMeta, present: np.ndarray, keys: np.ndarray, filters: Filters, excluded: set[int]
+) -> np.ndarray:
+    """Which of ``keys`` pass the filters, are in the catalog and are not ``excluded``."""
+    keep = meta.mask(keys, filters) & present[keys]
+    if excluded:
+        keep &= ~among(np.sort(np.fromiter(excluded, np.int64, len(excluded))), keys)
+    return keep
 
 
 def among(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

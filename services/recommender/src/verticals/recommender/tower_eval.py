@@ -7,8 +7,9 @@ The tower reads every rating (a low one is context, as a view is in the service:
 user saw) and is trained to predict the next liked item. Two figures per model: ``figures`` (the
 classic protocol: only the user's earlier liked items are excluded from the ranking) and
 ``figures_seen_filter`` (what the service does: everything the user rated before the test item,
-low ratings too, is excluded). The blend's weights are tuned on the validation items with the
-seen filter (the served behaviour); the test items are scored once.
+low ratings too, is excluded). As served, the blend re-ranks each user's nearest items of the
+tower (``candidates`` of them); its weights are tuned that way on the validation items with the
+seen filter; the test items are scored once.
 
 Cold items: a cut-off time makes the items first rated after it (the newest fifth of the
 catalog) new. New items are kept out of training: models learn from the ratings of the known
@@ -47,7 +48,18 @@ BLEND_GRID = [
     for c in (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 ]
 """(tower, text, popularity, co-occurrence) weights tried on the validation items."""
-NAMES = ["popularity", "text", "ease", "cooccurrence", "hybrid", "user_tower", "blend"]
+NAMES = [
+    "popularity",
+    "text",
+    "ease",
+    "cooccurrence",
+    "hybrid",
+    "user_tower",
+    "blend",
+    "blend_all_items",
+]
+"""``blend``: as served, the blend re-ranks the tower's nearest items; ``blend_all_items``: the
+same weights over every item."""
 
 
 def rating_sequences(data: MovieLens) -> tuple[list[str], list[list[int]], list[list[bool]]]:
@@ -144,16 +156,29 @@ def _blend(
     )
 
 
+def outside_tower_top(tower: np.ndarray, depth: int) -> np.ndarray:
+    """True outside each row's ``depth`` best tower scores: what the served blend never sees
+    (the service re-ranks the tower's nearest ``depth`` items)."""
+    if depth >= tower.shape[-1]:
+        return np.zeros(tower.shape, dtype=bool)
+    outside = np.ones(tower.shape, dtype=bool)
+    best = np.argpartition(-tower, depth - 1, axis=-1)[..., :depth]
+    np.put_along_axis(outside, best, False, axis=-1)
+    return outside
+
+
 def tune_blend(
     signals: np.ndarray,
     tower: np.ndarray,
     pairs: list[tuple[list[int], int]],
     grid: list[tuple[float, float, float, float]],
+    depth: int,
 ) -> tuple[tuple[float, float, float, float], float]:
-    """The grid's weights with the best NDCG@10 on ``pairs`` (history, target), each user's
-    history excluded (ranks as :func:`rank_of`); returns them and that NDCG@10."""
+    """The grid's weights with the best NDCG@10 on ``pairs`` (history, target) when the blend
+    re-ranks each user's ``depth`` best tower items, the user's history excluded (ranks as
+    :func:`rank_of`); returns them and that NDCG@10."""
     n = signals.shape[-1]
-    seen = np.zeros((len(pairs), n), dtype=bool)
+    seen = outside_tower_top(tower, depth)
     for i, (history, _) in enumerate(pairs):
         seen[i, history] = True
     targets = np.array([target for _, target in pairs], dtype=np.int64)
@@ -241,7 +266,10 @@ def evaluate_tower(
     val_model = build_model(data, vectors, held_both, settings, window)
     val_tower = tower_scores(net, vectors, [validation[u][0] for u in users], TOWER.max_length)
     val_signals = np.stack([user_signals(val_model, val_model.users[u], n) for u in users])
-    chosen, best = tune_blend(val_signals, val_tower, [validation[u] for u in users], BLEND_GRID)
+    depth = settings.candidates
+    chosen, best = tune_blend(
+        val_signals, val_tower, [validation[u] for u in users], BLEND_GRID, depth
+    )
     log(f"blend weights (validation NDCG@10 {best}, seen filter): {chosen}")
     del val_signals, val_tower
 
@@ -265,7 +293,10 @@ def evaluate_tower(
             "cooccurrence": sig[2],
             "hybrid": hyb @ sig,
             "user_tower": test_tower[i],
-            "blend": _blend(sig, test_tower[i], chosen),
+            "blend": np.where(
+                outside_tower_top(test_tower[i], depth), -np.inf, _blend(sig, test_tower[i], chosen)
+            ),
+            "blend_all_items": _blend(sig, test_tower[i], chosen),
         }
         rated = np.array(test[user][0], dtype=np.int64)
         plain, seen, top = _ranks(scores, history, rated, test[user][1])
@@ -278,6 +309,7 @@ def evaluate_tower(
         ("blend", "hybrid"),
         ("blend", "ease"),
         ("blend", "user_tower"),
+        ("blend", "blend_all_items"),
         ("user_tower", "ease"),
         ("user_tower", "popularity"),
     ]
@@ -298,7 +330,8 @@ def evaluate_tower(
             "text": chosen[1],
             "popularity": chosen[2],
             "cooccurrence": chosen[3],
-            "tuned_on": "validation NDCG@10, seen filter",
+            "tuned_on": "validation NDCG@10, seen filter, re-ranking the tower's nearest items",
+            "candidates": depth,
         },
         "figures": {name: metrics(ranks[name], tops[name], n) for name in NAMES},
         "figures_seen_filter": {  # coverage from the unfiltered lists
