@@ -255,3 +255,54 @@ def test_the_tower_blend_adds_the_text_cosine_when_weighted(
     both = TowerWeights(tower=2.0, text=1.0, popularity=0.0, cooccurrence=0.0)
     got = blend_scores(both, tower, engine.model, keys, CoScores.empty(), user)
     assert np.allclose(got, 2.0 * tower + cosine)
+
+
+def test_an_ensemble_tower_scores_the_mean_of_its_members(tmp_path: Path) -> None:
+    import torch
+
+    from verticals.core.config import SequenceConfig
+    from verticals.core.sequence import UserTower, _gather, build_network, members_of, save_tower
+
+    torch.manual_seed(0)
+    config = SequenceConfig(dim=8, layers=1, heads=2, max_length=5, dropout=0.0, members=3)
+    net = build_network(12, 20, config).eval()
+    assert len(members_of(net)) == 3
+    text = np.random.default_rng(0).normal(size=(20, 12)).astype(np.float32)
+    rows = torch.tensor([[-1, -1, 3, 7, 1]])
+    with torch.no_grad():
+        member_scores = []
+        for member in members_of(net):
+            items = member.items(torch.from_numpy(text))
+            member_scores.append((items @ member.users(_gather(items, rows))[0, -1]).numpy())
+        items = net.items(torch.from_numpy(text))
+        scores = (items @ net.users(_gather(items, rows))[0, -1]).numpy()
+    assert items.shape == (20, 3 * 8 + 1)
+    assert np.allclose(scores, np.mean(member_scores, axis=0), atol=1e-5)
+    assert not np.allclose(member_scores[0], member_scores[1])  # the members differ
+
+    # saved and served: the same scores, one inner product per item
+    save_tower(net, tmp_path, config, [f"i{n}" for n in range(20)], 12)
+    tower = UserTower.from_directory(tmp_path)
+    assert tower.dimension == 3 * 8 + 1
+    served = tower.item_vectors(text, [f"i{n}" for n in range(20)])
+    user = tower.user_vector(served[[3, 7, 1]])
+    assert np.allclose(served @ user, scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(("members", "layers"), [(1, 1), (3, 1), (2, 2)])
+def test_the_numpy_user_vector_equals_the_torch_one(members: int, layers: int) -> None:
+    import torch
+
+    from verticals.core.config import SequenceConfig
+    from verticals.core.sequence import UserTower, build_network, numpy_user_vector
+
+    torch.manual_seed(members)
+    config = SequenceConfig(dim=16, layers=layers, heads=2, max_length=6, members=members)
+    tower = UserTower(build_network(24, 30, config), config, [f"i{n}" for n in range(30)])
+    fast = numpy_user_vector(tower)
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 4, 6, 9):  # empty, short, exactly max_length, longer (the latest are read)
+        history = rng.normal(size=(n, tower.dimension)).astype(np.float32)
+        expected = tower.user_vector(history)
+        assert fast(history).shape == expected.shape == (16 * members + 1,)
+        assert np.allclose(fast(history), expected, atol=1e-5), n

@@ -112,6 +112,9 @@ class SequenceConfig(_Frozen):
     schedule: Literal["constant", "cosine"] = "constant"
     """Learning rate: constant, or linear warm-up (``warmup_ratio``) then cosine decay to 0 over
     ``epochs``."""
+    members: int = Field(1, ge=1, le=8)
+    """Towers trained alike from seeds ``seed``, ``seed + 1``, ...; served as one whose score is
+    their mean (the vectors concatenated: one inner-product search)."""
 
 
 class RerankingConfig(_Frozen):

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from verticals.core.config import SequenceConfig, TrainingConfig
-from verticals.core.sequence import fit_tower, leave_last_out
+from verticals.core.sequence import fit_tower, leave_last_out, members_of
 from verticals.recommender.movielens import K, MovieLens, build_model, metrics
 from verticals.recommender.scoring import user_signals
 from verticals.recommender.settings import RecommenderSettings, ScorerWeights
@@ -402,11 +402,12 @@ def evaluate_cold_items(
     import torch
 
     net = fitted.net
-    if net.ids is not None:
-        ids = net.ids.weight.detach().clone()
-        full = torch.zeros((n, ids.shape[1]))
-        full[torch.from_numpy(warm)] = ids
-        net.ids.weight = torch.nn.Parameter(full)
+    for member in members_of(net):
+        if member.ids is not None:
+            ids = member.ids.weight.detach().clone()
+            full = torch.zeros((n, ids.shape[1]))
+            full[torch.from_numpy(warm)] = ids
+            member.ids.weight = torch.nn.Parameter(full)
     scores = tower_scores(net, vectors, [history[u] for u in users], TOWER.max_length, ~cold)
     # the interaction model: liked known items, each tested user's up to the test event
     liked_set = {(u, i) for u, i, _ in data.events}
