@@ -118,6 +118,7 @@ def test_tower_training_learns_and_is_gated(trained: dict[str, Any]) -> None:
     result, registry = trained["result"], trained["registry"]
     card = registry.card("recommender-tower", result["version"])
     assert card["kind"] == "sequence" and card["gate"]["promoted"] == result["promoted"]
+    assert card["config"]["sequence"]["members"] == 3  # the served shape: a three-seed ensemble
     metrics = card["metrics"]
     assert metrics["validation_hr@10"] > metrics["validation_popularity_hr@10"] + 0.2
     assert metrics["hr@10"] > metrics["test_popularity_hr@10"] + 0.2
