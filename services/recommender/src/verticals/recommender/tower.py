@@ -169,7 +169,9 @@ class TowerServing:
                 self.cache.popitem(last=False)
         return entry
 
-    def signals(self, keys: np.ndarray, cand: UserCandidates) -> tuple[np.ndarray, Any]:
+    def signals(
+        self, keys: np.ndarray, cand: UserCandidates
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """The tower signal and the text cosine (None: text not weighted) of ``keys``."""
         tower = tower_signal(self.index.table.data[keys] @ cand.vector, cand.best)
         if cand.text_vector is None:
