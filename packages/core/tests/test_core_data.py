@@ -6,7 +6,14 @@ import pandas as pd
 import pytest
 
 from verticals.core.config import HeadConfig
-from verticals.core.data import DataError, load_labelled, load_pairs, split_indices
+from verticals.core.data import (
+    DataError,
+    load_labelled,
+    load_pairs,
+    read_table,
+    split_indices,
+    write_table,
+)
 
 HEADS = {
     "sentiment": HeadConfig(column="label", labels=["neg", "pos"]),
@@ -102,3 +109,14 @@ def test_split_is_seeded_disjoint_and_stratified() -> None:
     assert sum(map(len, parts)) == 100 and set.union(*parts) == set(range(100))
     assert len(first.test) == 20 and len(first.validation) == 10
     assert sum(strata[i] == "b" for i in first.test) == 6  # 30 % of the test split
+
+
+def test_write_table_reads_back_whatever_the_cells_hold(tmp_path: Path) -> None:
+    rows = [["a, with comma", 'a "quote"', 1], ["two\nlines", "", 0]]
+    path = write_table(tmp_path / "new" / "rows.csv", ["query", "positive", "label"], rows)
+    frame = read_table(path)
+    assert list(frame.columns) == ["query", "positive", "label"]
+    assert frame.astype(str).values.tolist() == [
+        ["a, with comma", 'a "quote"', "1"],
+        ["two\nlines", "", "0"],
+    ]

@@ -120,6 +120,18 @@ def source_name(source: Source) -> Path:
     return Path(source) if isinstance(source, str | Path) else Path("records")
 
 
+def write_table(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    """Write ``rows`` under ``header`` as a UTF-8 CSV (what ``read_table`` reads back)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
 def read_table(source: Source, encoding: str = "utf-8") -> pd.DataFrame:
     """Read CSV, JSONL/JSON or Parquet by suffix, or rows held in memory (cells as text); an
     unreadable or empty source is a DataError."""

@@ -10,7 +10,6 @@ the student is checked on), and so do the Debian and Savvly FAQs (held out of ev
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,14 +67,11 @@ def train_student(
         TrainConfig,
         TrainingConfig,
     )
+    from verticals.core.data import write_table
     from verticals.core.distillation import train_distillation
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "student-questions.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text"])
-        writer.writerows([q] for q in (questions or training_questions()))
+    rows = ([q] for q in (questions or training_questions()))
+    path = write_table(folder / "student-questions.csv", ["text"], rows)
     config = TrainConfig(
         task=task,
         kind="distillation",

@@ -5,7 +5,6 @@ The Python, Debian and product FAQs stay out of training: they measure it."""
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,11 @@ def train(
         TrainConfig,
         TrainingConfig,
     )
+    from verticals.core.data import write_table
     from verticals.core.training import run_training
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "reranker-pairs.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["query", "positive", "label"])
-        writer.writerows(training_rows(**sizes))
+    header = ["query", "positive", "label"]
+    path = write_table(folder / "reranker-pairs.csv", header, training_rows(**sizes))
     config = TrainConfig(
         task=task,
         kind="reranking",
